@@ -1,0 +1,31 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { LiveBody, NotReadyBody, ReadyBody } from '../schemas/health.js'
+
+const live = { status: 'ok' as const }
+
+const healthRoutes: FastifyPluginAsyncTypebox = async function (app) {
+  const liveness = {
+    schema: {
+      tags: ['probes'],
+      summary: 'Liveness: the process and its event loop are alive (never waits on the engine)',
+      response: { 200: LiveBody },
+    },
+  }
+  app.get('/healthz', { ...liveness, schema: { ...liveness.schema, operationId: 'healthz' } }, async () => live)
+  app.get('/health', { ...liveness, schema: { ...liveness.schema, operationId: 'health', summary: 'Same as /healthz' } }, async () => live)
+
+  app.get('/ready', {
+    schema: {
+      tags: ['probes'],
+      operationId: 'ready',
+      summary: 'Readiness: the workspace is readable and writable and the OpenCode engine answers',
+      response: { 200: ReadyBody, 503: NotReadyBody },
+    },
+  }, async (_request, reply) => {
+    const reason = await app.readiness.reason()
+    if (reason) return reply.code(503).send({ status: 'not ready' as const, error: reason })
+    return { status: 'ready' as const }
+  })
+}
+
+export default healthRoutes

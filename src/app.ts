@@ -1,0 +1,67 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import sensible from '@fastify/sensible'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Ajv, type Options as AjvOptions } from 'ajv'
+import addFormats from 'ajv-formats'
+import { randomUUID } from 'node:crypto'
+import type { Config } from './config.js'
+import { loggerOptions } from './logger.js'
+import errorsPlugin from '../plugins/errors.js'
+import authPlugin from '../plugins/auth.js'
+import readinessPlugin from '../plugins/readiness.js'
+import swaggerPlugin from '../plugins/swagger.js'
+import sessionsPlugin from '../plugins/sessions.js'
+import healthRoutes from '../routes/health.js'
+import sessionRoutes from '../routes/sessions.js'
+
+export const BODY_LIMIT_BYTES = 1024 * 1024
+
+export interface BuildOptions {
+  /** false silences logs (tests); otherwise pino options derive from config. */
+  logger?: boolean
+  /** Where log lines go instead of stdout (tests read them). */
+  logStream?: NodeJS.WritableStream
+}
+
+function validator (options: AjvOptions) {
+  const ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true, removeAdditional: false, ...options })
+  addFormats.default(ajv)
+  return ajv
+}
+
+/** The one app, used by the server and by every test. */
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger === false
+      ? false
+      : options.logStream
+        ? { ...loggerOptions(config.logLevel, false), stream: options.logStream }
+        : loggerOptions(config.logLevel),
+    bodyLimit: BODY_LIMIT_BYTES,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  // Bodies are validated as sent (a string is never coerced into a number); params and
+  // queries arrive as strings, so they may be coerced.
+  const bodies = validator({ coerceTypes: false })
+  const others = validator({ coerceTypes: 'array' })
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodies : others).compile(schema))
+
+  // Every body is JSON: anything else (text/plain included) is a 415.
+  app.removeContentTypeParser('text/plain')
+  app.addHook('onSend', async (request, reply) => { reply.header('x-request-id', request.id) })
+
+  await app.register(sensible)
+  await app.register(errorsPlugin)
+  await app.register(authPlugin, { secret: config.sharedSecret })
+  await app.register(readinessPlugin, { workspaceDir: config.workspaceDir })
+  await app.register(swaggerPlugin)
+  await app.register(sessionsPlugin, { config })
+  await app.register(healthRoutes)
+  await app.register(sessionRoutes)
+  return app
+}

@@ -1,0 +1,16 @@
+import type { ServerResponse } from 'node:http'
+import type { CancelBodyType, CreateSessionBodyType, SessionStatusType } from '../../schemas/session.js'
+
+/** What the HTTP layer needs from the session core. Failures are ServiceErrors. */
+export interface SessionService {
+  create (request: CreateSessionBodyType): Promise<SessionStatusType>
+  status (sessionId: string): SessionStatusType
+  cancel (sessionId: string): Promise<CancelBodyType>
+  /** Serves the session's event stream on a raw response (headers not yet sent). */
+  stream (sessionId: string, afterId: number, res: ServerResponse): void
+  /** Null when the core can take sessions, else why not. */
+  notReadyReason (): string | null
+  /** Ends open streams (first step of shutdown, so closing the server never waits on them). */
+  closeStreams (): void
+  close (): Promise<void>
+}
