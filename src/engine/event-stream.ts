@@ -1,0 +1,267 @@
+import { EventEmitter } from 'node:events'
+import type { EngineClient } from './client.js'
+
+/** One engine event as it arrives on `GET /event`. */
+export interface EngineEvent {
+  id?: string
+  type: string
+  properties: Record<string, unknown>
+}
+
+export interface SseMessage {
+  id?: string
+  event?: string
+  data: string
+}
+
+/**
+ * Incremental parser for `text/event-stream` (WHATWG rules): LF, CRLF and CR line ends (also split
+ * across chunks), `:` comments, multi-line `data`, one optional space after the colon.
+ */
+export class SseParser {
+  #buffer = ''
+  #pendingCR = false
+  #data: string[] = []
+  #event: string | undefined
+  #id: string | undefined
+
+  /** Feeds decoded text; returns the messages it completed. */
+  push (chunk: string): SseMessage[] {
+    const out: SseMessage[] = []
+    let text = chunk
+    // A CR at the end of the previous chunk already ended its line; drop the LF of a split CRLF.
+    if (this.#pendingCR && text.startsWith('\n')) text = text.slice(1)
+    this.#pendingCR = false
+    this.#buffer += text
+    let start = 0
+    for (let i = 0; i < this.#buffer.length; i++) {
+      const c = this.#buffer[i]
+      if (c !== '\n' && c !== '\r') continue
+      this.#line(this.#buffer.slice(start, i), out)
+      if (c === '\r') {
+        if (i + 1 === this.#buffer.length) this.#pendingCR = true
+        else if (this.#buffer[i + 1] === '\n') i++
+      }
+      start = i + 1
+    }
+    this.#buffer = this.#buffer.slice(start)
+    return out
+  }
+
+  #line (line: string, out: SseMessage[]): void {
+    if (line === '') {
+      if (this.#data.length > 0) {
+        const message: SseMessage = { data: this.#data.join('\n') }
+        if (this.#event !== undefined) message.event = this.#event
+        if (this.#id !== undefined) message.id = this.#id
+        out.push(message)
+      }
+      this.#data = []
+      this.#event = undefined
+      return
+    }
+    if (line.startsWith(':')) return
+    const colon = line.indexOf(':')
+    const field = colon === -1 ? line : line.slice(0, colon)
+    let value = colon === -1 ? '' : line.slice(colon + 1)
+    if (value.startsWith(' ')) value = value.slice(1)
+    if (field === 'data') this.#data.push(value)
+    else if (field === 'event') this.#event = value
+    else if (field === 'id' && !value.includes('\0')) this.#id = value
+  }
+}
+
+/** Parses one SSE message into an engine event; undefined for anything else. */
+export function toEngineEvent (message: SseMessage): EngineEvent | undefined {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(message.data)
+  } catch {
+    return undefined
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined
+  const { id, type, properties } = parsed as Record<string, unknown>
+  if (typeof type !== 'string') return undefined
+  const event: EngineEvent = {
+    type,
+    properties: typeof properties === 'object' && properties !== null ? properties as Record<string, unknown> : {},
+  }
+  const eventId = typeof id === 'string' ? id : message.id
+  if (eventId !== undefined) event.id = eventId
+  return event
+}
+
+export interface EventStreamLogger {
+  debug (obj: object, msg: string): void
+  warn (obj: object, msg: string): void
+}
+
+export interface EngineEventStreamOptions {
+  client: EngineClient
+  logger?: EventStreamLogger
+  /** No byte (event or heartbeat) for this long = dead stream. The engine beats every ~10 s. */
+  staleMs?: number
+  /** Time allowed for the response headers. */
+  connectTimeoutMs?: number
+  minBackoffMs?: number
+  maxBackoffMs?: number
+}
+
+export interface EngineEventStreamEvents {
+  event: [EngineEvent]
+  /** The stream is up (the first time, and after every reconnect). */
+  connected: [{ reconnect: boolean }]
+  /** Connected again after a loss: events may have been missed, reconcile from the engine. */
+  reconnected: []
+  /** The stream was lost (stale, closed, failed); it reconnects by itself. */
+  disconnected: [{ reason: string }]
+}
+
+/**
+ * Keeps one `GET /event` stream open with a staleness watchdog; reconnects with backoff until stopped.
+ * The engine neither numbers nor replays events, so a reconnect can only be followed by a resync.
+ */
+export class EngineEventStream extends EventEmitter<EngineEventStreamEvents> {
+  readonly #client: EngineClient
+  readonly #logger: EventStreamLogger | undefined
+  readonly #staleMs: number
+  readonly #connectTimeoutMs: number
+  readonly #minBackoffMs: number
+  readonly #maxBackoffMs: number
+  #running = false
+  #controller: AbortController | undefined
+  #watchdog: NodeJS.Timeout | undefined
+  #retryTimer: NodeJS.Timeout | undefined
+  #wake: (() => void) | undefined
+  #everConnected = false
+  #connected = false
+  #lastActivity = 0
+
+  constructor (opts: EngineEventStreamOptions) {
+    super()
+    this.#client = opts.client
+    this.#logger = opts.logger
+    this.#staleMs = opts.staleMs ?? 25_000
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? 10_000
+    this.#minBackoffMs = opts.minBackoffMs ?? 250
+    this.#maxBackoffMs = opts.maxBackoffMs ?? 5_000
+  }
+
+  get connected (): boolean {
+    return this.#connected
+  }
+
+  /** Epoch ms of the last byte received. */
+  get lastActivity (): number {
+    return this.#lastActivity
+  }
+
+  /** Starts the loop; resolves on the first `server.connected`, rejects after `timeoutMs` (the loop keeps trying). */
+  async start (timeoutMs = this.#connectTimeoutMs): Promise<void> {
+    if (this.#running) throw new Error('event stream already started')
+    this.#running = true
+    const first = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('connected', onConnected)
+        reject(new Error(`engine event stream not connected within ${timeoutMs} ms`))
+      }, timeoutMs)
+      const onConnected = (): void => {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.once('connected', onConnected)
+    })
+    this.#loop().catch(err => this.#logger?.warn({ err }, 'engine event stream loop crashed'))
+    await first
+  }
+
+  stop (): void {
+    this.#running = false
+    this.#connected = false
+    this.#controller?.abort()
+    clearTimeout(this.#watchdog)
+    clearTimeout(this.#retryTimer)
+    this.#wake?.()
+  }
+
+  async #loop (): Promise<void> {
+    let backoff = this.#minBackoffMs
+    while (this.#running) {
+      const reason = await this.#once()
+      const wasConnected = this.#connected
+      this.#connected = false
+      if (!this.#running) break
+      if (wasConnected) {
+        backoff = this.#minBackoffMs
+        this.emit('disconnected', { reason })
+      }
+      this.#logger?.debug({ reason, retryInMs: backoff }, 'engine event stream lost')
+      await new Promise<void>(resolve => {
+        this.#wake = resolve
+        this.#retryTimer = setTimeout(resolve, backoff)
+      })
+      this.#wake = undefined
+      backoff = Math.min(backoff * 2, this.#maxBackoffMs)
+    }
+  }
+
+  /** One connection, until it ends; returns why it ended. */
+  async #once (): Promise<string> {
+    const controller = new AbortController()
+    this.#controller = controller
+    let stale = false
+    const arm = (ms: number): void => {
+      clearTimeout(this.#watchdog)
+      this.#watchdog = setTimeout(() => {
+        stale = true
+        controller.abort()
+      }, ms)
+    }
+    arm(this.#connectTimeoutMs)
+    try {
+      const res = await fetch(this.#client.url('/event'), {
+        headers: { accept: 'text/event-stream', ...this.#client.headers() },
+        signal: controller.signal,
+      })
+      if (!res.ok || res.body === null) {
+        await res.body?.cancel()
+        return `HTTP ${res.status}`
+      }
+      const parser = new SseParser()
+      const decoder = new TextDecoder()
+      arm(this.#staleMs)
+      for await (const chunk of res.body) {
+        this.#lastActivity = Date.now()
+        arm(this.#staleMs)
+        for (const message of parser.push(decoder.decode(chunk, { stream: true }))) {
+          const event = toEngineEvent(message)
+          if (event === undefined) {
+            this.#logger?.warn({ data: message.data.slice(0, 200) }, 'unparsable engine event')
+            continue
+          }
+          if (event.type === 'server.connected' && !this.#connected) {
+            this.#connected = true
+            const reconnect = this.#everConnected
+            this.#everConnected = true
+            this.emit('connected', { reconnect })
+            if (reconnect) this.emit('reconnected')
+          }
+          try {
+            this.emit('event', event)
+          } catch (err) {
+            // A consumer's bug must not cost the stream (and with it every session's events).
+            this.#logger?.warn({ err, type: event.type }, 'engine event listener threw')
+          }
+        }
+      }
+      return 'stream ended'
+    } catch (err) {
+      if (stale) return `no event or heartbeat for ${this.#connected ? this.#staleMs : this.#connectTimeoutMs} ms`
+      if (!this.#running) return 'stopped'
+      return err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)
+    } finally {
+      clearTimeout(this.#watchdog)
+      controller.abort()
+    }
+  }
+}
