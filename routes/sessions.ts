@@ -98,7 +98,7 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async function (app) {
       throw Object.assign(new Error('This endpoint only produces text/event-stream'), { statusCode: 406 })
     }
     const afterId = cursor(request.headers['last-event-id'], request.query.last_event_id)
-    app.sessions.stream(request.params.sessionId, afterId, reply.raw)
+    await app.sessions.stream(request.params.sessionId, afterId, reply.raw)
     reply.hijack()
   })
 }

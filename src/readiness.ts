@@ -3,6 +3,8 @@ import { constants } from 'node:fs'
 import { access, open, readFile, rm } from 'node:fs/promises'
 import path from 'node:path'
 
+export const PROBE_PREFIX = '.opencode-server-ready-'
+
 /** A readiness condition: resolves to null when satisfied, else to the reason it is not. */
 export type ReadinessCheck = () => Promise<string | null> | string | null
 
@@ -49,7 +51,7 @@ export async function checkWorkspace (dir: string): Promise<string | null> {
     const code = (err as NodeJS.ErrnoException).code
     return code === 'ENOENT' ? 'workspace directory does not exist' : `workspace directory is not readable and writable (${code})`
   }
-  const probe = path.join(dir, `.opencode-server-ready-${process.pid}-${randomBytes(4).toString('hex')}`)
+  const probe = path.join(dir, `${PROBE_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`)
   const content = 'ready-check'
   try {
     const file = await open(probe, 'wx')

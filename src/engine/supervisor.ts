@@ -50,6 +50,8 @@ export interface EngineSupervisorOptions {
   stableAfterMs?: number
   /** SIGTERM → SIGKILL delay on stop. */
   stopGraceMs?: number
+  /** Runs right before each spawn (e.g. a fresh gateway token for the new process to claim). */
+  beforeSpawn?: () => void
 }
 
 export interface EngineReadyInfo {
@@ -180,7 +182,7 @@ function waitExit (child: ChildProcess, ms: number): Promise<boolean> {
 export class EngineSupervisor extends EventEmitter<EngineSupervisorEvents> {
   /** Where ripgrep is, if the machine has it (without it the engine's grep/glob tools fail offline). */
   readonly ripgrep: string | undefined
-  readonly #opts: Required<Omit<EngineSupervisorOptions, 'extraEnv' | 'password'>> & Pick<EngineSupervisorOptions, 'extraEnv' | 'password'>
+  readonly #opts: Required<Omit<EngineSupervisorOptions, 'extraEnv' | 'password' | 'beforeSpawn'>> & Pick<EngineSupervisorOptions, 'extraEnv' | 'password' | 'beforeSpawn'>
   readonly #log: EngineLogger
   #state: EngineState = 'stopped'
   #notReadyReason: string | undefined = 'engine not started'
@@ -312,6 +314,7 @@ export class EngineSupervisor extends EventEmitter<EngineSupervisorEvents> {
     const deadline = Date.now() + startTimeoutMs
     let child: ChildProcess
     try {
+      this.#opts.beforeSpawn?.()
       child = spawn(bin, ['serve', '--port', '0', '--hostname', '127.0.0.1'], {
         cwd: workspaceDir,
         // Its own process group: one signal reaches the engine and the tools that stay in its group.

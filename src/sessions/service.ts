@@ -7,7 +7,7 @@ export interface SessionService {
   status (sessionId: string): SessionStatusType
   cancel (sessionId: string): Promise<CancelBodyType>
   /** Serves the session's event stream on a raw response (headers not yet sent). */
-  stream (sessionId: string, afterId: number, res: ServerResponse): void
+  stream (sessionId: string, afterId: number, res: ServerResponse): Promise<void>
   /** Null when the core can take sessions, else why not. */
   notReadyReason (): string | null
   /** Ends open streams (first step of shutdown, so closing the server never waits on them). */

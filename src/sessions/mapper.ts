@@ -1,0 +1,165 @@
+import path from 'node:path'
+
+/** The subset of an engine part the mapping reads (see shared/opencode-engine.md). */
+export interface EnginePart {
+  id: string
+  sessionID: string
+  messageID: string
+  type: string
+  text?: string
+  synthetic?: boolean
+  tool?: string
+  callID?: string
+  state?: {
+    status?: string
+    input?: Record<string, unknown>
+    output?: string
+    title?: string
+    error?: string
+    metadata?: Record<string, unknown>
+    time?: { start?: number, end?: number }
+  }
+  files?: string[]
+  tokens?: { input?: number, output?: number }
+}
+
+export type Emit = (event: 'output' | 'tool_call' | 'tool_result', data: Record<string, unknown>) => void
+
+interface ToolProgress { called: boolean, outputSent: number, done: boolean }
+
+/** Contract `output` text from the agent arrives at most this often per source. */
+export const COALESCE_MS = 20
+
+/**
+ * Turns the parts of one session's assistant messages (its subagents' included) into contract
+ * events. Idempotent for full part states: replaying a part after a reconnect emits only what
+ * was not emitted yet, so reconciling from the engine's messages loses and duplicates nothing.
+ */
+export class EventMapper {
+  private readonly roles = new Map<string, string>()
+  private readonly waiting = new Map<string, EnginePart[]>()
+  private readonly partTypes = new Map<string, string>()
+  private readonly textSent = new Map<string, number>()
+  private readonly tools = new Map<string, ToolProgress>()
+  private readonly countedSteps = new Set<string>()
+  private pendingText = ''
+  private lastTextAt = 0
+  private flushTimer?: NodeJS.Timeout
+  readonly files = new Set<string>()
+  readonly usage = { input_tokens: 0, output_tokens: 0 }
+
+  constructor (private readonly emit: Emit, private readonly workspaceDir: string) {}
+
+  /** `message.updated`: parts wait until their message is known to be the assistant's. */
+  message (id: string, role: string): void {
+    if (this.roles.has(id)) return
+    this.roles.set(id, role)
+    const parts = this.waiting.get(id)
+    this.waiting.delete(id)
+    if (role === 'assistant') for (const part of parts ?? []) this.part(part)
+  }
+
+  /** `message.part.updated`, or a part read back from the engine's messages. */
+  part (part: EnginePart): void {
+    this.partTypes.set(part.id, part.type)
+    const role = this.roles.get(part.messageID)
+    if (role === undefined) {
+      const list = this.waiting.get(part.messageID) ?? []
+      list.push(part)
+      this.waiting.set(part.messageID, list)
+      return
+    }
+    if (role !== 'assistant') return
+    switch (part.type) {
+      case 'text':
+        if (part.text !== undefined && !part.synthetic) this.textUpTo(part.id, part.text)
+        break
+      case 'tool': this.tool(part); break
+      case 'step-finish':
+        if (!this.countedSteps.has(part.id)) {
+          this.countedSteps.add(part.id)
+          this.usage.input_tokens += part.tokens?.input ?? 0
+          this.usage.output_tokens += part.tokens?.output ?? 0
+        }
+        break
+      case 'patch': for (const file of part.files ?? []) this.addFile(file); break
+    }
+  }
+
+  /** `message.part.delta` for a text field. */
+  delta (messageID: string, partID: string, delta: string): void {
+    if (this.roles.get(messageID) !== 'assistant' || this.partTypes.get(partID) !== 'text') return
+    this.textSent.set(partID, (this.textSent.get(partID) ?? 0) + delta.length)
+    this.queueText(delta)
+  }
+
+  addFile (file: string): void {
+    const relative = path.isAbsolute(file) ? path.relative(this.workspaceDir, file) : path.normalize(file)
+    if (relative && !relative.startsWith('..') && !path.isAbsolute(relative)) this.files.add(relative.split(path.sep).join('/'))
+  }
+
+  /** Sends any coalesced text now (before another event, and at the end). */
+  flush (): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer)
+    this.flushTimer = undefined
+    if (!this.pendingText) return
+    const text = this.pendingText
+    this.pendingText = ''
+    this.lastTextAt = Date.now()
+    this.emit('output', { type: 'stdout', text, source: 'assistant' })
+  }
+
+  close (): void {
+    this.flush()
+  }
+
+  private textUpTo (partID: string, text: string): void {
+    const sent = this.textSent.get(partID) ?? 0
+    if (text.length <= sent) return
+    this.textSent.set(partID, text.length)
+    this.queueText(text.slice(sent))
+  }
+
+  private queueText (text: string): void {
+    this.pendingText += text
+    const wait = this.lastTextAt + COALESCE_MS - Date.now()
+    if (wait <= 0) return this.flush()
+    this.flushTimer ??= setTimeout(() => this.flush(), wait)
+  }
+
+  private tool (part: EnginePart): void {
+    const state = part.state
+    const status = state?.status
+    if (!state || !part.callID || !part.tool || status === 'pending') return
+    const progress = this.tools.get(part.callID) ?? { called: false, outputSent: 0, done: false }
+    this.tools.set(part.callID, progress)
+    if (progress.done) return
+    this.flush()
+    const base = { tool: part.tool, call_id: part.callID }
+    if (!progress.called) {
+      progress.called = true
+      this.emit('tool_call', { ...base, args: state.input ?? {} })
+    }
+    const streamed = typeof state.metadata?.output === 'string' ? state.metadata.output : undefined
+    if (streamed !== undefined && streamed.length > progress.outputSent) {
+      this.emit('output', { type: 'stdout', text: streamed.slice(progress.outputSent), source: 'tool', ...base })
+      progress.outputSent = streamed.length
+    }
+    if (status !== 'completed' && status !== 'error') return
+    progress.done = true
+    const filePath = state.input?.filePath
+    if (status === 'completed' && typeof filePath === 'string' && ['write', 'edit', 'multiedit', 'patch', 'apply_patch'].includes(part.tool)) this.addFile(filePath)
+    const start = state.time?.start
+    const end = state.time?.end
+    const result: Record<string, unknown> = { output: state.output ?? '' }
+    if (state.title) result.title = state.title
+    if (state.metadata) result.metadata = state.metadata
+    if (status === 'error') result.error = state.error ?? 'tool failed'
+    this.emit('tool_result', {
+      ...base,
+      status,
+      result,
+      duration_ms: start && end && end >= start ? Math.round(end - start) : 0,
+    })
+  }
+}
