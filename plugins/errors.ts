@@ -41,7 +41,9 @@ export function describeValidationError (e: ErrorObject, context: string): { fie
     case 'uniqueItems': reason = 'must not contain duplicates'; break
     default: break
   }
-  const field = segments.length ? segments.join('.').replace(/\.(\d+)(?=\.|$)/g, '[$1]') : (PART_NAMES[context] ?? context)
+  // An empty key (`{"": 1}`) is shown as `""`, so the field is still named.
+  const named = segments.map(s => s === '' ? '""' : s)
+  const field = named.length ? named.join('.').replace(/\.(\d+)(?=\.|$)/g, '[$1]') : (PART_NAMES[context] ?? context)
   return { field, reason }
 }
 
@@ -68,6 +70,42 @@ const FRAMEWORK_MESSAGES: Record<string, string> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'Request body is empty: send a JSON object',
   FST_ERR_CTP_INVALID_JSON_BODY: 'Request body is not valid JSON',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'Content-Length does not match the body',
+}
+
+const ROUTING_MESSAGES: Record<string, string> = {
+  FST_ERR_BAD_URL: 'Malformed URL: the path has an invalid percent-encoding',
+  FST_ERR_MAX_PARAM_LENGTH: 'A path parameter is too long',
+}
+
+/**
+ * Fastify answers errors found while routing (a malformed percent-encoding, an over-long path
+ * parameter) before any handler runs, with its own body; this gives them the contract's body.
+ * Passed as the `frameworkErrors` server option.
+ */
+export function frameworkErrors (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = statusOf(error)
+  const message = status >= 500 ? 'Internal server error' : ROUTING_MESSAGES[error.code] ?? 'Bad request'
+  reply.code(status).send(errorBody(message))
+}
+
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request timeout'],
+  HPE_HEADER_OVERFLOW: [431, 'Request headers are too large'],
+}
+
+/**
+ * Malformed HTTP (bad request line, oversized headers, timeouts) never reaches Fastify's
+ * handlers; node's socket is answered here with the contract's body. Passed as the
+ * `clientErrorHandler` server option.
+ */
+export function clientErrors (err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Malformed HTTP request']
+  const body = JSON.stringify(errorBody(message))
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${message}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }
 
 /** One error handler and one 404 handler give every non-2xx the contract's body. */

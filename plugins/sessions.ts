@@ -11,12 +11,14 @@ declare module 'fastify' {
 
 export interface SessionsOptions { config: Config }
 
-/** The session core: its readiness joins /ready, its streams end first at shutdown. */
+/** The session core: its readiness joins /ready; at shutdown its sessions and streams end first. */
 export default fp<SessionsOptions>(async function sessionsPlugin (app, { config }) {
   const manager = new SessionManager(config, app.log)
   app.decorate('sessions', manager)
   app.readiness.add('engine', () => manager.notReadyReason())
   app.addHook('onReady', async () => manager.start())
-  app.addHook('preClose', async () => manager.closeStreams())
+  // Running sessions end (terminal events reach their clients) and streams close before the
+  // server stops listening; the engine stops last.
+  app.addHook('preClose', async () => manager.shutdown())
   app.addHook('onClose', async () => manager.close())
 }, { name: 'sessions', dependencies: ['readiness'] })

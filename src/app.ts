@@ -6,7 +6,7 @@ import addFormats from 'ajv-formats'
 import { randomUUID } from 'node:crypto'
 import type { Config } from './config.js'
 import { loggerOptions } from './logger.js'
-import errorsPlugin from '../plugins/errors.js'
+import errorsPlugin, { clientErrors, frameworkErrors } from '../plugins/errors.js'
 import authPlugin from '../plugins/auth.js'
 import readinessPlugin from '../plugins/readiness.js'
 import swaggerPlugin from '../plugins/swagger.js'
@@ -40,9 +40,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     bodyLimit: BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    return503OnClosing: true,
+    // During shutdown the app answers for itself: probes stay truthful (/healthz 200, /ready
+    // 503 with its reason) and new sessions get the contract's 503.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
+    frameworkErrors,
+    clientErrorHandler: clientErrors,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // Bodies are validated as sent (a string is never coerced into a number); params and
@@ -58,7 +62,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(sensible)
   await app.register(errorsPlugin)
   await app.register(authPlugin, { secret: config.sharedSecret })
-  await app.register(readinessPlugin, { workspaceDir: config.workspaceDir })
+  await app.register(readinessPlugin, { workspaceDir: config.workspaceDir, stateDir: config.stateDir })
   await app.register(swaggerPlugin)
   await app.register(sessionsPlugin, { config })
   await app.register(healthRoutes)

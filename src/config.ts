@@ -64,6 +64,10 @@ export function loadConfig (source: NodeJS.ProcessEnv = process.env): Config {
   const raw: Record<string, unknown> = {}
   for (const key of Object.keys(EnvSchema.properties)) {
     const value = source[key]
+    if (key === 'OPENCODE_SHARED_SECRET' && value !== undefined && value.trim() === '') {
+      // An empty secret must not silently turn authentication off (e.g. a missing Secret key).
+      throw new ConfigError(key, 'is set but empty: unset it to run without authentication')
+    }
     if (value !== undefined && value !== '') raw[key] = value.trim()
   }
   const env = Value.Default(EnvSchema, { ...raw }) as Record<string, unknown>

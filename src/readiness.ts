@@ -41,15 +41,15 @@ export class Readiness {
 }
 
 /**
- * The workspace is usable when it is a readable directory in which a file can really be
- * written, read back and removed (catches read-only mounts and full disks).
+ * A directory is usable when it is readable and a file can really be written in it, read back
+ * and removed (catches read-only mounts and full disks). `label` names it in the reason.
  */
-export async function checkWorkspace (dir: string): Promise<string | null> {
+export async function checkDirectory (dir: string, label = 'workspace'): Promise<string | null> {
   try {
     await access(dir, constants.R_OK | constants.W_OK | constants.X_OK)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    return code === 'ENOENT' ? 'workspace directory does not exist' : `workspace directory is not readable and writable (${code})`
+    return code === 'ENOENT' ? `${label} directory does not exist` : `${label} directory is not readable and writable (${code})`
   }
   const probe = path.join(dir, `${PROBE_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`)
   const content = 'ready-check'
@@ -60,10 +60,10 @@ export async function checkWorkspace (dir: string): Promise<string | null> {
     } finally {
       await file.close()
     }
-    if (await readFile(probe, 'utf8') !== content) return 'workspace write check read back different content'
+    if (await readFile(probe, 'utf8') !== content) return `${label} write check read back different content`
     return null
   } catch (err) {
-    return `workspace is not writable (${(err as NodeJS.ErrnoException).code ?? 'error'})`
+    return `${label} is not writable (${(err as NodeJS.ErrnoException).code ?? 'error'})`
   } finally {
     await rm(probe, { force: true }).catch(() => {})
   }

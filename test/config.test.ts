@@ -32,6 +32,7 @@ const bad: Array<[Record<string, string>, string, RegExp]> = [
   [{ SESSION_TIMEOUT: '-5' }, 'SESSION_TIMEOUT', /integer/],
   [{ SHUTDOWN_GRACE: 'soon' }, 'SHUTDOWN_GRACE', /integer/],
   [{ WORKSPACE_DIR: '/w', STATE_DIR: '/w/state' }, 'STATE_DIR', /outside WORKSPACE_DIR/],
+  [{ OPENCODE_SHARED_SECRET: ' ' }, 'OPENCODE_SHARED_SECRET', /set but empty/],
 ]
 
 for (const [env, variable, reason] of bad) {

@@ -229,3 +229,29 @@ describe('HTTP contract without a shared secret', () => {
     assert.match(res.json().error, /workspace/)
   })
 })
+
+describe('malformed HTTP on a real socket', () => {
+  test('gets the contract\'s error body from the socket handler', async () => {
+    const dirs = tempDirs()
+    const app = await buildApp(testConfig(dirs, { OPENCODE_BIN: '/nonexistent/opencode' }), { logger: false })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    try {
+      const { port } = app.server.address() as import('node:net').AddressInfo
+      const net = await import('node:net')
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1', () => socket.write('GARBAGE / HTTP/1.1\r\n\r\n'))
+        let data = ''
+        socket.on('data', (chunk) => { data += chunk.toString() })
+        socket.on('close', () => resolve(data))
+        socket.on('error', reject)
+      })
+      assert.match(answer, /^HTTP\/1\.1 400 /)
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))
+      assert.equal(body.error, 'Malformed HTTP request')
+      assert.match(body.timestamp, ISO_MS)
+    } finally {
+      await app.close()
+      dirs.cleanup()
+    }
+  })
+})

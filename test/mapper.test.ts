@@ -10,7 +10,12 @@ function setup () {
 }
 
 const tool = (status: string, extra: Partial<NonNullable<EnginePart['state']>> = {}): EnginePart => ({
-  id: 'p-tool', sessionID: 's', messageID: 'm1', type: 'tool', tool: 'bash', callID: 'c1',
+  id: 'p-tool',
+  sessionID: 's',
+  messageID: 'm1',
+  type: 'tool',
+  tool: 'bash',
+  callID: 'c1',
   state: { status, input: { command: 'seq 3' }, ...extra },
 })
 

@@ -140,7 +140,10 @@ export class ProviderGateway {
     upstream.headers.forEach((value, name) => { if (!DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value })
     res.writeHead(upstream.status, responseHeaders)
     res.flushHeaders()
-    if (!upstream.body) return void res.end()
+    if (!upstream.body) {
+      res.end()
+      return
+    }
     try {
       await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream), res)
     } catch {

@@ -129,12 +129,17 @@ export class SessionManager implements SessionService {
     this.sweepTimer.unref()
   }
 
+  /** Why sessions cannot start, in words fit for clients (details such as paths go to the log only). */
   notReadyReason (): string | null {
     if (this.shuttingDown) return 'shutting down'
-    if (this.engineProblem) return `engine unavailable: ${this.engineProblem}`
-    if (!this.engine) return 'engine not started'
-    const reason = this.engine.notReadyReason
-    if (reason) return reason
+    if (this.engineProblem) return 'engine unavailable (binary missing or wrong version; see the sidecar log)'
+    if (!this.engine) return 'engine starting'
+    switch (this.engine.state) {
+      case 'ready': break
+      case 'starting': return 'engine starting'
+      case 'down': return 'engine down, restarting'
+      default: return `engine ${this.engine.state}`
+    }
     if (!this.gateway.ready) return 'engine has not loaded the opencode-server plugin'
     return null
   }
@@ -269,17 +274,16 @@ export class SessionManager implements SessionService {
     }
   }
 
-  closeStreams (): void {
-    this.shuttingDown = true
-    this.streams.closeAll().catch(() => {})
-  }
-
-  async close (): Promise<void> {
+  async shutdown (): Promise<void> {
     this.shuttingDown = true
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     await Promise.all([...this.live.values()].map(live =>
       this.stop(live, { kind: 'cancelled', code: 'shutdown', message: 'The sidecar is shutting down' })))
     await this.streams.closeAll()
+  }
+
+  async close (): Promise<void> {
+    await this.shutdown()
     await this.engine?.stop()
     await this.gateway.close()
   }
@@ -472,16 +476,25 @@ export class SessionManager implements SessionService {
 
   // ---- helpers ----
 
+  /** Appends to the session's log; a failed write (disk full, state dir gone) is logged, never thrown into the engine's event loop. */
   private emit (live: Live, event: SessionEventType, data: Record<string, unknown>): void {
-    const stored = live.log.append(event, data)
-    if (stored) live.record.last_event_id = stored.id
+    try {
+      const stored = live.log.append(event, data)
+      if (stored) live.record.last_event_id = stored.id
+    } catch (err) {
+      this.log.error({ err, sessionId: live.record.session_id, event }, 'could not store a session event')
+    }
     live.record.updated_at = now()
   }
 
   private save (live: Live): void {
     live.record.updated_at = now()
     live.record.last_event_id = live.log.lastId
-    this.store.save(live.record)
+    try {
+      this.store.save(live.record)
+    } catch (err) {
+      this.log.error({ err, sessionId: live.record.session_id }, 'could not persist the session record')
+    }
   }
 
   private get (sessionId: string): SessionRecord {

@@ -10,7 +10,11 @@ export interface SessionService {
   stream (sessionId: string, afterId: number, res: ServerResponse): Promise<void>
   /** Null when the core can take sessions, else why not. */
   notReadyReason (): string | null
-  /** Ends open streams (first step of shutdown, so closing the server never waits on them). */
-  closeStreams (): void
+  /**
+   * First step of shutdown: refuse new sessions, end running ones (cancelled, error.code
+   * "shutdown", with their terminal event), then close every stream.
+   */
+  shutdown (): Promise<void>
+  /** Last step: stop the engine and everything it started. */
   close (): Promise<void>
 }
