@@ -82,3 +82,25 @@ export function signalAll (procs: ProcInfo[], sig: NodeJS.Signals): void {
     if (isAlive(proc)) signal(proc.pid, sig)
   }
 }
+
+/**
+ * Live processes with environment variable `name` whose value passes `match`. The engine's tools
+ * inherit its environment, so a marker there finds them even after they lost their parent link
+ * (an engine crash, or a sidecar that died with its engine).
+ */
+export function processesWithEnv (name: string, match: (value: string) => boolean): ProcInfo[] {
+  const out: ProcInfo[] = []
+  const prefix = `${name}=`
+  for (const proc of allProcs()) {
+    if (proc.pid === process.pid || proc.state === 'Z') continue
+    let environ: string
+    try {
+      environ = readFileSync(`/proc/${proc.pid}/environ`, 'latin1')
+    } catch {
+      continue
+    }
+    const entry = environ.split('\0').find(e => e.startsWith(prefix))
+    if (entry !== undefined && match(entry.slice(prefix.length))) out.push(proc)
+  }
+  return out
+}

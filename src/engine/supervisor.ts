@@ -5,10 +5,11 @@ import { accessSync, constants } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { delimiter, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { createServer, type AddressInfo } from 'node:net'
 import { OPENCODE_VERSION } from './binary.js'
 import { EngineClient, EngineRequestError } from './client.js'
 import { EngineEventStream, type EngineEvent } from './event-stream.js'
-import { descendants, isAlive, signal, signalAll, type ProcInfo } from './process-tree.js'
+import { descendants, isAlive, processesWithEnv, signal, signalAll, type ProcInfo } from './process-tree.js'
 
 export type EngineState = 'starting' | 'ready' | 'down' | 'stopping' | 'stopped'
 
@@ -77,6 +78,20 @@ export interface EngineSupervisorEvents {
   resync: []
 }
 
+/**
+ * Environment variable (not a secret) that tags an engine process and, by inheritance, every
+ * tool it runs: `<stateDir>#<spawn id>`. Its processes are found by it after a crash, and those
+ * of a dead sidecar with the same STATE_DIR at the next start.
+ */
+export const ENGINE_MARKER = 'OPENCODE_SERVER_ENGINE'
+
+/** Kills every process left by an earlier engine of this STATE_DIR (e.g. a sidecar killed with SIGKILL). */
+export function killOrphans (stateDir: string): number {
+  const orphans = processesWithEnv(ENGINE_MARKER, value => value.startsWith(`${stateDir}#`))
+  signalAll(orphans, 'SIGKILL')
+  return orphans.length
+}
+
 export const HEADLESS_PERMISSION = JSON.stringify({ '*': 'allow', external_directory: 'allow', doom_loop: 'allow', question: 'deny' })
 
 const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']
@@ -112,6 +127,8 @@ export function buildEngineEnv (opts: {
   permission: string
   password: string
   ripgrep: string | undefined
+  /** Marks the engine and everything it starts (see ENGINE_MARKER). */
+  marker: string
   extraEnv?: Record<string, string>
 }): Record<string, string> {
   const path = [...new Set([
@@ -134,6 +151,7 @@ export function buildEngineEnv (opts: {
     OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
     OPENCODE_PERMISSION: opts.permission,
     OPENCODE_CONFIG_CONTENT: opts.configContent,
+    [ENGINE_MARKER]: opts.marker,
     ...passwordEnv(opts.password),
     ...opts.extraEnv,
   }
@@ -149,6 +167,18 @@ export async function seedEngineHome (home: string): Promise<void> {
   const deps = { '@opencode-ai/plugin': OPENCODE_VERSION }
   await writeFile(join(configDir, 'package.json'), JSON.stringify({ dependencies: deps }))
   await writeFile(join(configDir, 'package-lock.json'), JSON.stringify({ lockfileVersion: 3, packages: { '': { dependencies: deps } } }))
+}
+
+/** A port the kernel just handed out (and took back): free unless someone races for it. */
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', resolve)
+  })
+  const { port } = server.address() as AddressInfo
+  await new Promise(resolve => server.close(resolve))
+  return port
 }
 
 function errorMessage (err: unknown): string {
@@ -200,6 +230,8 @@ export class EngineSupervisor extends EventEmitter<EngineSupervisorEvents> {
   #restarts = 0
   #readySince = 0
   #knownDescendants = new Map<number, ProcInfo>()
+  /** ENGINE_MARKER value of the current engine process. */
+  #marker = ''
   #stopping: Promise<void> | undefined
   readonly #stopSignal = new AbortController()
 
@@ -310,23 +342,27 @@ export class EngineSupervisor extends EventEmitter<EngineSupervisorEvents> {
     }
     if (gen !== this.#generation) return
     const password = this.#opts.password ?? randomBytes(32).toString('base64url')
+    const marker = `${this.#opts.stateDir}#${randomBytes(8).toString('hex')}`
     const started = performance.now()
     const deadline = Date.now() + startTimeoutMs
     let child: ChildProcess
     try {
       this.#opts.beforeSpawn?.()
-      child = spawn(bin, ['serve', '--port', '0', '--hostname', '127.0.0.1'], {
+      // `--port 0` takes 4096 whenever it is free, so a restarted engine would reuse the address
+      // of the dead one (and stale keep-alive sockets to it): each spawn asks for a fresh port.
+      child = spawn(bin, ['serve', '--port', String(await freePort()), '--hostname', '127.0.0.1'], {
         cwd: workspaceDir,
         // Its own process group: one signal reaches the engine and the tools that stay in its group.
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: buildEngineEnv({ home, password, ripgrep: this.ripgrep, ...this.#opts }),
+        env: buildEngineEnv({ home, password, marker, ripgrep: this.ripgrep, ...this.#opts }),
       })
     } catch (err) {
       this.#fail(gen, `cannot spawn ${bin}: ${errorMessage(err)}`)
       return
     }
     this.#child = child
+    this.#marker = marker
     this.#knownDescendants.clear()
     this.#url = undefined
     const pid = child.pid
@@ -489,8 +525,11 @@ export class EngineSupervisor extends EventEmitter<EngineSupervisorEvents> {
     const pid = child.pid
     if (pid === undefined) return
     const procs = new Map(this.#knownDescendants)
+    const marker = this.#marker
     const collect = (): void => {
       for (const proc of descendants(pid)) procs.set(proc.pid, proc)
+      // Tools orphaned by a crashed engine are no longer its descendants; its marker still finds them.
+      for (const proc of processesWithEnv(ENGINE_MARKER, value => value === marker)) if (proc.pid !== pid) procs.set(proc.pid, proc)
     }
     collect()
     if (graceful) {

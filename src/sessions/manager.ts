@@ -12,7 +12,7 @@ import { ProviderGateway } from '../gateway/gateway.js'
 import { ENGINE_PROVIDER, PLACEHOLDER_MODEL, engineConfig } from '../gateway/engine-config.js'
 import { pluginSource } from '../gateway/plugin.js'
 import type { SessionRoute } from '../gateway/providers.js'
-import { EngineSupervisor, type EngineDownInfo } from '../engine/supervisor.js'
+import { EngineSupervisor, killOrphans, type EngineDownInfo } from '../engine/supervisor.js'
 import type { EngineEvent } from '../engine/event-stream.js'
 import type { EngineClient } from '../engine/client.js'
 import { checkVersion, resolveOpencodeBin } from '../engine/binary.js'
@@ -108,6 +108,8 @@ export class SessionManager implements SessionService {
       this.log.error({ err: this.engineProblem }, 'the OpenCode engine cannot run')
       return
     }
+    const orphans = killOrphans(this.config.stateDir)
+    if (orphans) this.log.warn({ processes: orphans }, 'killed processes left by an earlier engine of this STATE_DIR')
     const engineDir = path.join(this.config.stateDir, 'engine')
     fs.mkdirSync(engineDir, { recursive: true, mode: 0o700 })
     const pluginFile = path.join(engineDir, 'opencode-server-plugin.js')

@@ -49,9 +49,13 @@ export async function waitReady (url: string, timeoutMs: number): Promise<void> 
   const deadline = Date.now() + timeoutMs
   let last = ''
   while (Date.now() < deadline) {
-    const res = await fetch(`${url}/ready`)
-    if (res.status === 200) return
-    last = await res.text()
+    try {
+      const res = await fetch(`${url}/ready`)
+      if (res.status === 200) return
+      last = await res.text()
+    } catch (err) {
+      last = (err as Error).message // not listening yet
+    }
     await sleep(200)
   }
   throw new Error(`not ready within ${timeoutMs} ms: ${last}`)

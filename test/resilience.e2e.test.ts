@@ -1,0 +1,136 @@
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync, spawn } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
+import net from 'node:net'
+import { scenario, startModelServer } from './support/model-server.js'
+import { tempDirs } from './support/config.js'
+import {
+  createSession, getStatus, readStream, scriptedSession, sleep, startHarness, waitReady, type Harness,
+} from './support/harness.js'
+
+function processesWith (marker: string): number[] {
+  const pids: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(marker)) pids.push(Number(name))
+    } catch {}
+  }
+  return pids
+}
+
+function alive (pid: number): boolean {
+  try {
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].startsWith('Z')
+  } catch {
+    return false
+  }
+}
+
+/** The engine child of `parent`. */
+function enginePid (parent = process.pid): number {
+  return Number(execFileSync('pgrep', ['-P', String(parent), '-f', 'opencode'], { encoding: 'utf8' }).trim().split('\n')[0])
+}
+
+async function freePort (): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as net.AddressInfo
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+async function until (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!await check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
+
+describe('engine failures', () => {
+  let h: Harness
+  before(async () => { h = await startHarness({}) })
+  after(async () => { await h?.close() })
+
+  for (const [name, sig] of [['crash (SIGKILL)', 'SIGKILL'], ['hang (SIGSTOP)', 'SIGSTOP']] as const) {
+    test(`an engine ${name} fails the running session, /ready is 503 until it is back, the next session works`, async () => {
+      const marker = `sleep 62.${sig === 'SIGKILL' ? 1 : 2}${process.pid}`
+      h.model.setHandler(scenario([{ toolCalls: [{ name: 'bash', args: { command: marker, description: 'long' } }] }, { text: 'never' }]))
+      const body = scriptedSession(h, `engine ${name}`)
+      await createSession(h, body)
+      const streamed = readStream(h, body.session_id)
+      await until('the tool process', () => processesWith(marker).length > 0)
+      const pid = enginePid()
+      process.kill(pid, sig)
+      const events = await streamed
+      const terminal = events.at(-1)!
+      assert.equal(terminal.event, 'error')
+      assert.equal(terminal.data.code, 'engine_crashed')
+      assert.equal(terminal.data.fatal, true)
+      assert.equal((await getStatus(h, body.session_id)).status, 'failed')
+      const ready = await fetch(`${h.url}/ready`)
+      if (ready.status === 503) assert.match((await ready.json()).error, /engine/)
+      await waitReady(h.url, 90_000)
+      assert.notEqual(enginePid(), pid, 'a new engine process')
+      assert.equal(alive(pid), false, 'the old engine is gone')
+      await until('the old tool process to be gone', () => processesWith(marker).length === 0, 15_000)
+
+      h.model.setHandler(scenario([{ text: 'back in business' }]))
+      const next = scriptedSession(h, 'after the restart')
+      await createSession(h, next)
+      const after = await readStream(h, next.session_id)
+      assert.equal(after.at(-1)!.event, 'complete')
+      assert.equal(after.at(-1)!.data.final_message, 'back in business')
+    })
+  }
+})
+
+describe('SIGTERM', () => {
+  test('readiness drops, the running session ends with a shutdown terminal event, nothing survives, exit in time', async () => {
+    const dirs = tempDirs()
+    const model = await startModelServer()
+    const port = await freePort()
+    const url = `http://127.0.0.1:${port}`
+    const marker = `sleep 63.${process.pid}`
+    model.setHandler(scenario([{ toolCalls: [{ name: 'bash', args: { command: marker, description: 'long' } }] }, { text: 'never' }]))
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      env: { PATH: process.env.PATH, WORKSPACE_DIR: dirs.workspaceDir, STATE_DIR: dirs.stateDir, PORT: String(port), HOST: '127.0.0.1', SHUTDOWN_GRACE: '20', LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr!.on('data', (chunk) => { stderr += chunk })
+    const exited = new Promise<{ code: number | null, at: number }>(resolve => child.once('exit', code => resolve({ code, at: Date.now() })))
+    try {
+      await waitReady(url, 90_000)
+      const h = { url, headers: {}, model } as unknown as Harness
+      const body = scriptedSession(h, 'runs until SIGTERM')
+      await createSession(h, body)
+      const streamed = readStream(h, body.session_id)
+      await until('the tool process', () => processesWith(marker).length > 0)
+      const engine = enginePid(child.pid!)
+      const sentAt = Date.now()
+      child.kill('SIGTERM')
+      const ready = await fetch(`${url}/ready`).catch(() => undefined)
+      if (ready) assert.equal(ready.status, 503)
+      const events = await streamed
+      const terminal = events.at(-1)!
+      assert.equal(terminal.event, 'error', JSON.stringify(terminal))
+      assert.equal(terminal.data.code, 'shutdown')
+      assert.equal(terminal.data.fatal, true)
+      const { code, at } = await exited
+      assert.equal(code, 0, stderr)
+      assert.ok(at - sentAt < 20_000, `exited ${at - sentAt} ms after SIGTERM`)
+      assert.equal(alive(engine), false, 'the engine is gone')
+      assert.deepEqual(processesWith(marker), [], 'the tool process is gone')
+      const record = JSON.parse(readFileSync(`${dirs.stateDir}/sessions/${body.session_id}/session.json`, 'utf8'))
+      assert.equal(record.status, 'cancelled')
+      assert.equal(record.error.code, 'shutdown')
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+      await model.close()
+      dirs.cleanup()
+    }
+  })
+})
