@@ -2,10 +2,12 @@ import fp from 'fastify-plugin'
 import type { Config } from '../src/config.js'
 import { SessionManager } from '../src/sessions/manager.js'
 import type { SessionService } from '../src/sessions/service.js'
+import type { Metrics } from '../src/metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     sessions: SessionService
+    metrics: Metrics
   }
 }
 
@@ -15,6 +17,7 @@ export interface SessionsOptions { config: Config }
 export default fp<SessionsOptions>(async function sessionsPlugin (app, { config }) {
   const manager = new SessionManager(config, app.log)
   app.decorate('sessions', manager)
+  app.decorate('metrics', manager.metrics)
   app.readiness.add('engine', () => manager.notReadyReason())
   app.addHook('onReady', async () => manager.start())
   // Running sessions end (terminal events reach their clients) and streams close before the

@@ -11,6 +11,7 @@ import authPlugin from '../plugins/auth.js'
 import readinessPlugin from '../plugins/readiness.js'
 import swaggerPlugin from '../plugins/swagger.js'
 import sessionsPlugin from '../plugins/sessions.js'
+import metricsPlugin from '../plugins/metrics.js'
 import healthRoutes from '../routes/health.js'
 import sessionRoutes from '../routes/sessions.js'
 
@@ -65,6 +66,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(readinessPlugin, { workspaceDir: config.workspaceDir, stateDir: config.stateDir })
   await app.register(swaggerPlugin)
   await app.register(sessionsPlugin, { config })
+  await app.register(metricsPlugin)
   await app.register(healthRoutes)
   await app.register(sessionRoutes)
   return app

@@ -189,6 +189,17 @@ describe('HTTP contract with a shared secret', () => {
     })
   })
 
+  test('/metrics is Prometheus text, open without the token', async () => {
+    await app.inject({ url: '/healthz' })
+    const res = await app.inject({ url: '/metrics' })
+    assert.equal(res.statusCode, 200)
+    assert.match(String(res.headers['content-type']), /^text\/plain/)
+    for (const name of ['opencode_server_sessions{state="running"} 0', 'opencode_server_active_streams 0', 'opencode_server_engine_restarts_total', 'opencode_server_http_request_duration_seconds_bucket', 'opencode_server_slow_clients_disconnected_total', 'opencode_server_process_resident_memory_bytes']) {
+      assert.ok(res.body.includes(name), name)
+    }
+    assert.match(res.body, /opencode_server_http_request_duration_seconds_count\{method="GET",route="\/healthz",status_code="200"\} [1-9]/)
+  })
+
   test('every response carries a request id, and an incoming one is kept', async () => {
     const res = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'abc-123' } })
     assert.equal(res.headers['x-request-id'], 'abc-123')

@@ -248,6 +248,13 @@ describe('sessions on the real engine', () => {
     }
     assert.ok(readFileSync(path.join(h.dirs.workspaceDir, 'env-dump.txt'), 'utf8').includes('PATH='), 'the dump ran')
     assert.ok(h.logs.length > 0 && h.logs.join('').includes(body.session_id), 'debug logs were captured')
+    const metrics = await (await fetch(`${h.url}/metrics`)).text()
+    assert.ok(!metrics.includes(canary))
+    assert.match(metrics, /opencode_server_sessions\{state="completed"\} [1-9]/)
+    assert.match(metrics, /opencode_server_events_emitted_total\{event="tool_call"\} [1-9]/)
+    assert.match(metrics, /opencode_server_provider_retries_total [1-9]/)
+    assert.match(metrics, /opencode_server_session_duration_seconds_count\{status="cancelled"\} [1-9]/)
+    assert.match(metrics, /opencode_server_time_to_first_agent_event_seconds_count [1-9]/)
     assert.ok(!h.logs.join('').includes(canary), 'the key is not in the debug logs')
   })
 })

@@ -22,6 +22,7 @@ import type { SessionService } from './service.js'
 import { SessionStore, type SessionRecord } from './store.js'
 import { engineToolIds, promptToolMap } from './tools.js'
 import { checkCreateRequest } from './validate.js'
+import { Metrics } from '../metrics.js'
 import { PROBE_PREFIX } from '../readiness.js'
 import { changedFiles, snapshotWorkspace, type WorkspaceSnapshot } from './workspace-changes.js'
 
@@ -42,6 +43,8 @@ interface Live {
   before: WorkspaceSnapshot | undefined
   /** The first fatal engine error, reported when the engine goes idle. */
   engineError?: { code: string, message: string }
+  /** Whether the agent's first output or tool call was seen (time-to-first-event metric). */
+  firstEventSeen?: boolean
   /** Set when the sidecar asked the engine to stop (cancel, timeout, shutdown). */
   stopping?: Ending
   timeout?: NodeJS.Timeout
@@ -84,8 +87,19 @@ export class SessionManager implements SessionService {
   private knownModels = new Map<string, Set<string>>()
   private shuttingDown = false
   private sweepTimer?: NodeJS.Timeout
+  readonly metrics: Metrics
 
   constructor (private readonly config: Config, private readonly log: FastifyBaseLogger) {
+    this.metrics = new Metrics({
+      sessionsByState: () => {
+        const counts: Record<string, number> = { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0 }
+        for (const record of this.records.values()) counts[record.status]++
+        return counts
+      },
+      activeStreams: () => this.streams.count(),
+      slowClientsDisconnected: () => this.streams.slowClientsDisconnected,
+      engineRestarts: () => this.engine?.restarts ?? 0,
+    })
     this.store = new SessionStore(config.stateDir)
     this.streams = new StreamRegistry({
       maxClientsPerSession: config.maxStreamClientsPerSession,
@@ -223,6 +237,7 @@ export class SessionManager implements SessionService {
       record.started_at = now()
       this.save(live)
       this.emit(live, 'status', { status: 'running', progress: 0 })
+      this.metrics.sessionsCreated.inc()
       live.timeout = setTimeout(() => this.stop(live, { kind: 'failed', code: 'timeout', message: `Session exceeded SESSION_TIMEOUT (${this.config.sessionTimeoutMs / 1000} s)` }), this.config.sessionTimeoutMs)
       live.timeout.unref()
       this.log.info({ sessionId: id, engineSessionId: engineSession.id, provider: mc.provider, model: mc.model }, 'session started')
@@ -344,6 +359,7 @@ export class SessionManager implements SessionService {
 
   private retrying (live: Live, status: Record<string, unknown>): void {
     const next = typeof status.next === 'number' ? status.next : Date.now()
+    this.metrics.providerRetries.inc()
     live.mapper.flush()
     this.emit(live, 'error', {
       error: typeof status.message === 'string' ? status.message : 'The provider failed; the engine retries',
@@ -472,6 +488,7 @@ export class SessionManager implements SessionService {
     this.live.delete(record.session_id)
     this.byEngineId.delete(live.engineId)
     for (const [child, parent] of this.parents) if (parent === live.engineId) this.parents.delete(child)
+    this.metrics.sessionDuration.observe({ status: record.status }, (Date.parse(finished) - Date.parse(record.created_at)) / 1000)
     this.log.info({ sessionId: record.session_id, status: record.status, durationMs, error: record.error?.code }, 'session ended')
     await this.sweep()
   }
@@ -482,7 +499,14 @@ export class SessionManager implements SessionService {
   private emit (live: Live, event: SessionEventType, data: Record<string, unknown>): void {
     try {
       const stored = live.log.append(event, data)
-      if (stored) live.record.last_event_id = stored.id
+      if (stored) {
+        live.record.last_event_id = stored.id
+        this.metrics.eventsEmitted.inc({ event })
+        if (!live.firstEventSeen && (event === 'output' || event === 'tool_call')) {
+          live.firstEventSeen = true
+          this.metrics.timeToFirstEvent.observe((Date.now() - Date.parse(live.record.created_at)) / 1000)
+        }
+      }
     } catch (err) {
       this.log.error({ err, sessionId: live.record.session_id, event }, 'could not store a session event')
     }

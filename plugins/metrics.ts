@@ -1,0 +1,17 @@
+import fp from 'fastify-plugin'
+
+/** Prometheus text at /metrics (open, like the probes), and a duration for every HTTP request. */
+export default fp(async function metricsPlugin (app) {
+  const { registry, httpRequests } = app.metrics
+  app.addHook('onResponse', async (request, reply) => {
+    httpRequests.observe({
+      method: request.method,
+      route: request.routeOptions.url ?? 'unknown',
+      status_code: String(reply.statusCode),
+    }, reply.elapsedTime / 1000)
+  })
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.type(registry.contentType)
+    return await registry.metrics()
+  })
+}, { name: 'metrics', dependencies: ['sessions'] })
