@@ -95,7 +95,7 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async function (app) {
     },
   }, async (request, reply) => {
     if (!acceptsEventStream(request.headers.accept)) {
-      throw Object.assign(new Error('This endpoint only produces text/event-stream'), { statusCode: 406 })
+      throw app.httpErrors.notAcceptable('This endpoint only produces text/event-stream')
     }
     const afterId = cursor(request.headers['last-event-id'], request.query.last_event_id)
     await app.sessions.stream(request.params.sessionId, afterId, reply.raw)
