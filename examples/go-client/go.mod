@@ -1,0 +1,3 @@
+module opencode-server.example/go-client
+
+go 1.19
