@@ -10,7 +10,7 @@ export default fp(async function metricsPlugin (app) {
       status_code: String(reply.statusCode),
     }, reply.elapsedTime / 1000)
   })
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_request, reply) => {
     reply.type(registry.contentType)
     return await registry.metrics()
   })

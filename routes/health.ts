@@ -4,7 +4,9 @@ import { LiveBody, NotReadyBody, ReadyBody } from '../schemas/health.js'
 const live = { status: 'ok' as const }
 
 const healthRoutes: FastifyPluginAsyncTypebox = async function (app) {
+  // Probes are polled every few seconds: their successful requests are not logged.
   const liveness = {
+    logLevel: 'warn' as const,
     schema: {
       tags: ['probes'],
       summary: 'Liveness: the process and its event loop are alive (never waits on the engine)',
@@ -15,6 +17,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async function (app) {
   app.get('/health', { ...liveness, schema: { ...liveness.schema, operationId: 'health', summary: 'Same as /healthz' } }, async () => live)
 
   app.get('/ready', {
+    logLevel: 'warn',
     schema: {
       tags: ['probes'],
       operationId: 'ready',

@@ -48,6 +48,8 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async function (app) {
   })
 
   app.get('/sessions/:sessionId/status', {
+    // Polled often; failures still log (as errors or through the error handler at warn).
+    logLevel: 'warn',
     schema: {
       tags: ['sessions'],
       operationId: 'getSessionStatus',

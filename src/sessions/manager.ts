@@ -45,6 +45,8 @@ interface Live {
   engineError?: { code: string, message: string }
   /** Whether the agent's first output or tool call was seen (time-to-first-event metric). */
   firstEventSeen?: boolean
+  /** The engine's event stream was re-established during the session (events may have been missed). */
+  resynced?: boolean
   /** Set when the sidecar asked the engine to stop (cancel, timeout, shutdown). */
   stopping?: Ending
   timeout?: NodeJS.Timeout
@@ -81,6 +83,7 @@ export class SessionManager implements SessionService {
   private readonly replays = new ReplayLogs()
   private readonly gateway: ProviderGateway
   private engine?: EngineSupervisor
+  private engineStarting?: Promise<void>
   /** Why the engine cannot run at all (binary missing, wrong version). */
   private engineProblem?: string
   /** Model ids the engine's catalog knows, per engine provider id (read once it is ready). */
@@ -109,19 +112,26 @@ export class SessionManager implements SessionService {
     this.gateway = new ProviderGateway({ resolve: id => this.resolveRoute(id), log })
   }
 
+  /**
+   * Recovers the stored sessions and starts the gateway; the engine starts in the background
+   * (seconds), so the server listens and answers liveness at once while /ready says why not yet.
+   */
   async start (): Promise<void> {
     this.store.init()
     this.recover()
     await this.gateway.start()
-    let bin: string
-    try {
-      bin = resolveOpencodeBin({ OPENCODE_BIN: this.config.opencodeBin })
-      await checkVersion(bin)
-    } catch (err) {
+    this.sweepTimer = setInterval(() => { this.sweep().catch(err => this.log.warn({ err }, 'retention sweep failed')) }, 60_000)
+    this.sweepTimer.unref()
+    this.engineStarting = this.startEngine().catch(err => {
       this.engineProblem = (err as Error).message
       this.log.error({ err: this.engineProblem }, 'the OpenCode engine cannot run')
-      return
-    }
+    })
+  }
+
+  private async startEngine (): Promise<void> {
+    const bin = resolveOpencodeBin({ OPENCODE_BIN: this.config.opencodeBin })
+    await checkVersion(bin)
+    if (this.shuttingDown) return
     const orphans = killOrphans(this.config.stateDir)
     if (orphans) this.log.warn({ processes: orphans }, 'killed processes left by an earlier engine of this STATE_DIR')
     const engineDir = path.join(this.config.stateDir, 'engine')
@@ -141,8 +151,6 @@ export class SessionManager implements SessionService {
     this.engine.on('ready', () => { this.loadCatalog().catch(err => this.log.warn({ err }, 'could not read the engine\'s model catalog')) })
     this.engine.on('resync', () => { this.reconcileAll().catch(err => this.log.warn({ err }, 'reconcile failed')) })
     this.engine.start()
-    this.sweepTimer = setInterval(() => { this.sweep().catch(err => this.log.warn({ err }, 'retention sweep failed')) }, 60_000)
-    this.sweepTimer.unref()
   }
 
   /** Why sessions cannot start, in words fit for clients (details such as paths go to the log only). */
@@ -301,6 +309,7 @@ export class SessionManager implements SessionService {
 
   async close (): Promise<void> {
     await this.shutdown()
+    await this.engineStarting
     await this.engine?.stop()
     await this.gateway.close()
   }
@@ -399,6 +408,7 @@ export class SessionManager implements SessionService {
   private async reconcileAll (): Promise<void> {
     const statuses = await this.client().sessionStatus()
     for (const live of [...this.live.values()]) {
+      live.resynced = true
       await this.catchUp(live)
       const busy = isObject(statuses) && isObject(statuses[live.engineId])
       if (!busy && live.record.status === 'running' && !live.finished) this.onIdle(live)
@@ -435,20 +445,11 @@ export class SessionManager implements SessionService {
   private async doFinish (live: Live, ending: Ending): Promise<void> {
     const record = live.record
     if (live.timeout) clearTimeout(live.timeout)
-    let finalMessage = ''
-    if (ending.kind === 'completed') {
-      try {
-        const messages = await this.catchUp(live)
-        const lastAssistant = messages.filter(m => m.info.role === 'assistant').at(-1)
-        finalMessage = (lastAssistant?.parts ?? []).filter(p => p.type === 'text' && !p.synthetic).map(p => p.text ?? '').join('')
-        const firstUser = messages.find(m => m.info.role === 'user')
-        if (firstUser && typeof firstUser.info.id === 'string') {
-          for (const diff of await this.client().diff(live.engineId, firstUser.info.id)) if (diff.file) live.mapper.addFile(diff.file)
-        }
-      } catch (err) {
-        this.log.warn({ err, sessionId: record.session_id }, 'could not read the session back from the engine')
-      }
+    if (ending.kind === 'completed' && live.resynced) {
+      // Events may have been missed while the engine's stream was down: read the session back.
+      await this.catchUp(live).catch(err => this.log.warn({ err, sessionId: record.session_id }, 'could not read the session back from the engine'))
     }
+    const finalMessage = live.mapper.finalMessage()
     if (live.before) {
       const after = await snapshotWorkspace(this.config.workspaceDir).catch(() => undefined)
       if (after) for (const file of changedFiles(live.before, after.files)) if (!isProbeFile(file)) live.mapper.addFile(file)

@@ -42,6 +42,8 @@ export class EventMapper {
   private readonly textSent = new Map<string, number>()
   private readonly tools = new Map<string, ToolProgress>()
   private readonly countedSteps = new Set<string>()
+  /** Assistant text per message (by part, in order), for the final message. */
+  private readonly texts = new Map<string, Map<string, string>>()
   private pendingText = ''
   private lastTextAt = 0
   private flushTimer?: NodeJS.Timeout
@@ -72,7 +74,10 @@ export class EventMapper {
     if (role !== 'assistant') return
     switch (part.type) {
       case 'text':
-        if (part.text !== undefined && !part.synthetic) this.textUpTo(part.id, part.text)
+        if (part.text !== undefined && !part.synthetic) {
+          if (part.text.length >= (this.texts.get(part.messageID)?.get(part.id)?.length ?? 0)) this.remember(part.messageID, part.id, part.text)
+          this.textUpTo(part.id, part.text)
+        }
         break
       case 'tool': this.tool(part); break
       case 'step-finish':
@@ -90,7 +95,27 @@ export class EventMapper {
   delta (messageID: string, partID: string, delta: string): void {
     if (this.roles.get(messageID) !== 'assistant' || this.partTypes.get(partID) !== 'text') return
     this.textSent.set(partID, (this.textSent.get(partID) ?? 0) + delta.length)
+    this.remember(messageID, partID, (this.texts.get(messageID)?.get(partID) ?? '') + delta)
     this.queueText(delta)
+  }
+
+  /** The text of the newest assistant message that has any: the agent's final answer. */
+  finalMessage (): string {
+    let last = ''
+    for (const parts of this.texts.values()) {
+      const text = [...parts.values()].join('')
+      if (text) last = text
+    }
+    return last
+  }
+
+  private remember (messageID: string, partID: string, text: string): void {
+    let parts = this.texts.get(messageID)
+    if (!parts) {
+      parts = new Map()
+      this.texts.set(messageID, parts)
+    }
+    parts.set(partID, text)
   }
 
   addFile (file: string): void {
