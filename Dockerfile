@@ -8,9 +8,7 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # The npm cache is a BuildKit cache mount: it never lands in a layer.
-# `npm install` honours the lock file like `npm ci`, but tolerates the engine's optional
-# per-platform packages that the lock file lists only for the platform it was written on.
-RUN --mount=type=cache,target=/root/.npm npm install --no-audit --no-fund --ignore-scripts --no-save
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY plugins ./plugins
@@ -34,7 +32,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # The engine binary comes from opencode-ai's platform package (opencode-linux-x64 or -arm64),
 # pinned by package.json; its postinstall is not needed (the sidecar finds the binary itself).
-RUN --mount=type=cache,target=/root/.npm npm install --omit=dev --no-audit --no-fund --ignore-scripts --no-save
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund --ignore-scripts
 COPY --from=build /app/dist ./dist
 # Fail the build, not the pod, when the engine binary is missing or not the pinned version.
 RUN node --input-type=module -e "const b = await import('./dist/src/engine/binary.js'); console.log('opencode', await b.checkVersion(b.resolveOpencodeBin()))"

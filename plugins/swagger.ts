@@ -1,10 +1,19 @@
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import { createRequire } from 'node:module'
+import { readFileSync } from 'node:fs'
 import { EVENT_SCHEMAS } from '../schemas/events.js'
 
-const { version } = createRequire(import.meta.url)('../package.json') as { version: string }
+/** The package version: package.json is one level up from source, two from the build output (dist/plugins). */
+function packageVersion (): string {
+  for (const relative of ['../package.json', '../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as { version: string }).version
+    } catch {}
+  }
+  return '0.0.0'
+}
+const version = packageVersion()
 
 /** OpenAPI 3 at /openapi.json, generated from the route schemas, and Swagger UI at /docs. */
 export default fp(async function swaggerPlugin (app) {
