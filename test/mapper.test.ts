@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { EventMapper, type EnginePart } from '../src/sessions/mapper.js'
+import { ELIDED_MARKER, EventMapper, newToolOutput, type EnginePart } from '../src/sessions/mapper.js'
 
 function setup () {
   const events: Array<{ event: string, data: Record<string, unknown> }> = []
@@ -90,4 +90,28 @@ test('a failed tool reports its error; usage is counted once per step; written f
   assert.equal((result.data.result as { error: string }).error, 'denied')
   assert.deepEqual(mapper.usage, { input_tokens: 10, output_tokens: 5 })
   assert.deepEqual([...mapper.files].sort(), ['d.txt', 'src/b.ts'])
+})
+
+test('tool output past the engine\'s window: continues after the last sent text, marks a gap it cannot see', () => {
+  const lines = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}\n`).join('')
+  // Within the window: plain suffixes.
+  assert.equal(newToolOutput('', lines(1, 3)), lines(1, 3))
+  assert.equal(newToolOutput(lines(1, 3), lines(1, 5)), lines(4, 5))
+  assert.equal(newToolOutput(lines(1, 5), lines(1, 5)), '')
+  // The window moved (head … tail), but still holds what was sent last: no loss, no repeat.
+  const seen = lines(1, 500)
+  const moved = `${lines(1, 50)}\n...\n${lines(300, 700)}`
+  assert.equal(newToolOutput(seen, moved), lines(501, 700))
+  // The window moved past unseen output: what is visible is sent after a marker.
+  const jumped = `${lines(1, 50)}\n...\n${lines(900, 1000)}`
+  assert.equal(newToolOutput(seen, jumped), ELIDED_MARKER + jumped.slice(lines(1, 50).length))
+})
+
+test('a replayed running update after completion adds nothing', () => {
+  const { events, mapper } = setup()
+  mapper.message('m1', 'assistant')
+  mapper.part(tool('running', { metadata: { output: 'a\n' } }))
+  mapper.part(tool('completed', { output: 'a\nb\n', metadata: { output: 'a\nb\n' } }))
+  mapper.part(tool('running', { metadata: { output: 'a\n' } }))
+  assert.equal(events.filter(e => e.event === 'output').map(e => e.data.text).join(''), 'a\nb\n')
 })

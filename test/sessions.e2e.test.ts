@@ -8,6 +8,7 @@ import {
   cancelSession, createSession, getStatus, readStream, scriptedSession, sleep, startHarness, waitStatus, type Harness,
 } from './support/harness.js'
 import { descendants, readProc } from '../src/engine/process-tree.js'
+import { ELIDED_MARKER } from '../src/sessions/mapper.js'
 
 /** Every regular file under dir (contents searched for canaries). */
 function filesUnder (dir: string): string[] {
@@ -91,6 +92,24 @@ describe('sessions on the real engine', () => {
       assert.match(r.system, /SYSTEM-MARKER-42/)
       assert.equal(r.headers['x-ocs-token'], undefined, 'the gateway token never reaches the provider')
     }
+  })
+
+  test('tool output beyond the engine\'s 30,000-character window: in order, no repeats, gaps marked', async (t) => {
+    h.model.setHandler(scenario([
+      { toolCalls: [{ name: 'bash', args: { command: 'for i in 1 2 3 4 5; do seq $(( (i-1)*4000+1 )) $(( i*4000 )); sleep 0.3; done', description: 'lots of output' } }] },
+      { text: 'printed' },
+    ]))
+    const body = scriptedSession(h, 'big output')
+    await createSession(h, body)
+    const events = await readStream(h, body.session_id)
+    assert.equal(events.at(-1)!.event, 'complete')
+    const text = events.filter(e => e.event === 'output' && e.data.source === 'tool').map(e => e.data.text).join('')
+    const numbers = text.split(ELIDED_MARKER).join('\n').split('\n').filter(line => /^\d+$/.test(line)).map(Number)
+    for (let i = 1; i < numbers.length; i++) assert.ok(numbers[i] > numbers[i - 1], `out of order or repeated at ${numbers[i - 1]} → ${numbers[i]}`)
+    assert.equal(numbers[0], 1)
+    assert.equal(numbers.at(-1), 20000)
+    if (numbers.length < 20000) assert.ok(text.includes(ELIDED_MARKER), 'missing output is marked')
+    t.diagnostic(`${numbers.length} of 20000 lines streamed; ${text.split(ELIDED_MARKER).length - 1} gaps marked`)
   })
 
   test('the write tool creates a file through the engine', async () => {

@@ -25,7 +25,37 @@ export interface EnginePart {
 
 export type Emit = (event: 'output' | 'tool_call' | 'tool_result', data: Record<string, unknown>) => void
 
-interface ToolProgress { called: boolean, outputSent: number, done: boolean }
+interface ToolProgress {
+  called: boolean
+  done: boolean
+  /** The engine's cumulative output as last seen (what has been sent of it). */
+  seen: string
+}
+
+/** What a tool's console output stream says where the engine dropped output it never showed. */
+export const ELIDED_MARKER = '\n[… output elided by the engine …]\n'
+const ANCHOR = 256
+
+/**
+ * The new part of a tool's cumulative console output. The engine sends the output so far, but
+ * past about 30,000 characters it keeps only a window (head … tail) that moves on: then the new
+ * text is what follows the last sent text inside the new window, and when the window moved past
+ * unseen output, the gap is marked rather than hidden.
+ */
+export function newToolOutput (seen: string, current: string): string {
+  if (current.startsWith(seen)) return current.slice(seen.length)
+  if (current === seen) return ''
+  const anchor = seen.slice(-ANCHOR)
+  const at = anchor ? current.lastIndexOf(anchor) : -1
+  if (at >= 0) return current.slice(at + anchor.length)
+  return ELIDED_MARKER + current.slice(sharedPrefix(seen, current))
+}
+
+function sharedPrefix (a: string, b: string): number {
+  let i = 0
+  while (i < a.length && i < b.length && a[i] === b[i]) i++
+  return i
+}
 
 /** Contract `output` text from the agent arrives at most this often per source. */
 export const COALESCE_MS = 20
@@ -156,7 +186,7 @@ export class EventMapper {
     const state = part.state
     const status = state?.status
     if (!state || !part.callID || !part.tool || status === 'pending') return
-    const progress = this.tools.get(part.callID) ?? { called: false, outputSent: 0, done: false }
+    const progress = this.tools.get(part.callID) ?? { called: false, done: false, seen: '' }
     this.tools.set(part.callID, progress)
     if (progress.done) return
     this.flush()
@@ -166,9 +196,10 @@ export class EventMapper {
       this.emit('tool_call', { ...base, args: state.input ?? {} })
     }
     const streamed = typeof state.metadata?.output === 'string' ? state.metadata.output : undefined
-    if (streamed !== undefined && streamed.length > progress.outputSent) {
-      this.emit('output', { type: 'stdout', text: streamed.slice(progress.outputSent), source: 'tool', ...base })
-      progress.outputSent = streamed.length
+    if (streamed !== undefined && streamed !== progress.seen) {
+      const text = newToolOutput(progress.seen, streamed)
+      if (text) this.emit('output', { type: 'stdout', text, source: 'tool', ...base })
+      progress.seen = streamed
     }
     if (status !== 'completed' && status !== 'error') return
     progress.done = true
