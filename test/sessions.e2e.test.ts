@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { byMarker, scenario } from './support/model-server.js'
 import {
@@ -246,6 +246,31 @@ describe('sessions on the real engine', () => {
     for (const b of bodies) assert.equal((await getStatus(h, b.session_id)).status, 'cancelled')
   })
 
+  test('the agent\'s bash cannot use the provider gateway on loopback', async () => {
+    // The agent reads the gateway's address from the engine's config in its environment, then
+    // tries to claim the token and to send a model request for its own session without it.
+    const probe = `
+      const config = JSON.parse(process.env.OPENCODE_CONFIG_CONTENT)
+      const base = config.provider['ocs-compatible'].options.baseURL.replace(/\\/p\\/.*$/, '')
+      const out = {}
+      out.bootstrap = (await fetch(base + '/bootstrap', { method: 'POST' })).status
+      out.model = (await fetch(base + '/p/openai-compatible/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json', 'x-ocs-session': process.argv[1] ?? 'x' }, body: '{"model":"m","messages":[]}' })).status
+      out.toolCheck = (await fetch(base + '/tool-check', { method: 'POST', headers: { 'x-ocs-token': 'guess' }, body: '{}' })).status
+      require('fs').writeFileSync('gateway-probe.json', JSON.stringify(out))
+    `
+    writeFileSync(path.join(h.dirs.workspaceDir, 'probe.cjs'), `(async () => {${probe}})()`)
+    h.model.setHandler(scenario([
+      { toolCalls: [{ name: 'bash', args: { command: 'node probe.cjs', description: 'probe the gateway' } }] },
+      { text: 'probed' },
+    ]))
+    const body = scriptedSession(h, 'probe')
+    await createSession(h, body)
+    await readStream(h, body.session_id)
+    const result = JSON.parse(readFileSync(path.join(h.dirs.workspaceDir, 'gateway-probe.json'), 'utf8'))
+    assert.deepEqual(result, { bootstrap: 403, model: 401, toolCheck: 401 })
+    assert.equal(h.model.requests.filter(r => r.userTexts.length === 0).length, 0, 'no model request without a conversation got through')
+  })
+
   test('the key never reaches the engine\'s environment, its state, the workspace, or the logs', async () => {
     const canary = `sk-canary-${process.pid}-${Date.now()}`
     h.model.setHandler(scenario([
@@ -253,8 +278,9 @@ describe('sessions on the real engine', () => {
       { text: 'ok' },
     ]))
     const body = scriptedSession(h, 'canary', { api_key: canary })
-    await createSession(h, body)
-    await readStream(h, body.session_id)
+    const created = await createSession(h, body)
+    const streamed = await readStream(h, body.session_id)
+    for (const response of [created, streamed, await getStatus(h, body.session_id)]) assert.ok(!JSON.stringify(response).includes(canary), 'the key is in a response')
     const engine = readProc(findEnginePid())
     assert.ok(engine)
     const environ = readFileSync(`/proc/${engine.pid}/environ`, 'utf8')
