@@ -3,6 +3,7 @@
 // the agent edits a file there while this script prints the session's event stream live.
 // CI=true or --once: exit after the session. Otherwise the sidecar stays up until Ctrl-C.
 import { randomUUID } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -214,7 +215,8 @@ async function main (): Promise<void> {
   } catch (err) {
     throw new Error(`cannot listen on ${config.host}:${config.port} (${(err as Error).message}); set PORT to another port`)
   }
-  const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+  const { port } = app.server.address() as AddressInfo
+  const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
 
   out(c.bold('opencode-server demo') + c.dim(' — a real session through the real engine, offline'))
   out(`  ${c.dim('sidecar     ')} ${base}`)
