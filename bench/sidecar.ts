@@ -1,0 +1,48 @@
+// The sidecar as `src/server.ts` runs it (same config loading, app, listen, close-with-grace),
+// plus an IPC channel telling the benchmark driver its port and its engine's address, so the
+// driver can watch the engine's own /event stream and process tree. Bundled by bench/lib/build.ts
+// and run with plain `node`, like the built server.
+import closeWithGrace from 'close-with-grace'
+import type { AddressInfo } from 'node:net'
+import { loadConfig } from '../src/config.js'
+import { buildApp } from '../src/app.js'
+import type { EngineReadyInfo, EngineSupervisor } from '../src/engine/supervisor.js'
+
+const config = loadConfig()
+const app = await buildApp(config)
+
+closeWithGrace({ delay: config.shutdownGraceMs }, async ({ err }) => {
+  if (err) app.log.error({ err }, 'closing after an error')
+  await app.close()
+})
+
+await app.listen({ port: config.port, host: config.host })
+process.send?.({ type: 'listening', port: (app.server.address() as AddressInfo).port })
+
+// Reached through the manager's private field (the bench only reads from it). The manager creates
+// the supervisor in the background after listening, seconds before the engine can be ready.
+const manager = app.sessions as unknown as { engine?: EngineSupervisor }
+const found = setInterval(() => {
+  if (manager.engine === undefined) return
+  clearInterval(found)
+  watch(manager.engine)
+}, 5)
+found.unref()
+
+function watch (engine: EngineSupervisor): void {
+  engine.on('ready', (info: EngineReadyInfo) => {
+    const now = Date.now()
+    const authorization = engine.client?.headers().authorization ?? ''
+    const password = Buffer.from(authorization.replace(/^Basic /, ''), 'base64').toString('utf8').replace(/^opencode:/, '')
+    process.send?.({
+      type: 'engine-ready',
+      pid: info.pid,
+      url: info.url,
+      password,
+      spawnedAt: now - info.startupMs,
+      listeningAt: now - info.startupMs + info.listeningMs,
+      readyAt: now,
+    })
+  })
+  engine.on('down', (info) => process.send?.({ type: 'engine-down', reason: info.reason }))
+}
