@@ -1,16 +1,18 @@
 import fp from 'fastify-plugin'
+import { lazyChildLogger } from '../src/logger.js'
 
 /** Prometheus text at /metrics (open, like the probes), and a duration for every HTTP request. */
 export default fp(async function metricsPlugin (app) {
   const { registry, httpRequests } = app.metrics
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     httpRequests.observe({
       method: request.method,
       route: request.routeOptions.url ?? 'unknown',
       status_code: String(reply.statusCode),
     }, reply.elapsedTime / 1000)
+    done()
   })
-  app.get('/metrics', { logLevel: 'warn', schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { logLevel: 'warn', childLoggerFactory: lazyChildLogger, schema: { hide: true } }, async (_request, reply) => {
     reply.type(registry.contentType)
     return await registry.metrics()
   })

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { LiveBody, NotReadyBody, ReadyBody } from '../schemas/health.js'
+import { lazyChildLogger } from '../src/logger.js'
 
 const live = { status: 'ok' as const }
 
@@ -7,6 +8,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async function (app) {
   // Probes are polled every few seconds: their successful requests are not logged.
   const liveness = {
     logLevel: 'warn' as const,
+    childLoggerFactory: lazyChildLogger,
     schema: {
       tags: ['probes'],
       summary: 'Liveness: the process and its event loop are alive (never waits on the engine)',
@@ -18,6 +20,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async function (app) {
 
   app.get('/ready', {
     logLevel: 'warn',
+    childLoggerFactory: lazyChildLogger,
     schema: {
       tags: ['probes'],
       operationId: 'ready',

@@ -6,6 +6,7 @@ import {
   CancelBody, CreateSessionBody, SessionParams, SessionStatus, StreamHeaders, StreamQuery,
 } from '../schemas/session.js'
 import { ServiceError } from '../src/errors.js'
+import { lazyChildLogger } from '../src/logger.js'
 
 const security = [{ bearerAuth: [] }]
 
@@ -50,6 +51,7 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async function (app) {
   app.get('/sessions/:sessionId/status', {
     // Polled often; failures still log (as errors or through the error handler at warn).
     logLevel: 'warn',
+    childLoggerFactory: lazyChildLogger,
     schema: {
       tags: ['sessions'],
       operationId: 'getSessionStatus',

@@ -58,7 +58,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   // Every body is JSON: anything else (text/plain included) is a 415.
   app.removeContentTypeParser('text/plain')
-  app.addHook('onSend', async (request, reply) => { reply.header('x-request-id', request.id) })
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id)
+    done()
+  })
 
   await app.register(sensible)
   await app.register(errorsPlugin)

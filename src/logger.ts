@@ -1,4 +1,5 @@
-import type { LoggerOptions } from 'pino'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Bindings, ChildLoggerOptions, LoggerOptions } from 'pino'
 
 const SECRET_KEYS = ['api_key', 'apiKey', 'authorization', 'x-api-key', 'x-goog-api-key', 'password', 'secret']
 
@@ -21,4 +22,33 @@ export function loggerOptions (level: string, pretty = process.stdout.isTTY): Lo
     redact: { paths: redactPaths(), censor: '[redacted]' },
     ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
   }
+}
+
+type LogMethod = (...args: unknown[]) => void
+type Logger = FastifyBaseLogger
+const METHODS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+const LEVELS: Record<string, number> = { fatal: 60, error: 50, warn: 40, info: 30, debug: 20, trace: 10, silent: Infinity }
+
+/**
+ * Route option `childLoggerFactory` for routes polled many times a second (probes, status,
+ * metrics): the per-request child logger (with its request id) is only built when the route
+ * actually logs something, which such routes rarely do. Building it for every request was the
+ * largest cost of a probe.
+ */
+export function lazyChildLogger (logger: Logger, bindings: Bindings, opts: ChildLoggerOptions): Logger {
+  let child: Logger | undefined
+  const real = () => (child ??= logger.child(bindings, opts))
+  const level = opts.level ?? logger.level
+  const threshold = LEVELS[level] ?? 0
+  const lazy: Record<string, unknown> = {
+    level,
+    child: (b: Bindings, o?: ChildLoggerOptions) => real().child(b, o),
+    isLevelEnabled: (l: string) => (LEVELS[l] ?? Infinity) >= threshold,
+    silent: () => {},
+  }
+  for (const method of METHODS) {
+    const enabled = LEVELS[method] >= threshold
+    lazy[method] = enabled ? (...args: unknown[]) => (real()[method] as LogMethod)(...args) : () => {}
+  }
+  return lazy as unknown as Logger
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { PassThrough } from 'node:stream'
 import pino from 'pino'
 import { buildApp } from '../src/app.js'
-import { loggerOptions } from '../src/logger.js'
+import { lazyChildLogger, loggerOptions } from '../src/logger.js'
 import { tempDirs, testConfig } from './support/config.js'
 import { sessionBody } from './support/requests.js'
 
@@ -39,4 +39,19 @@ test('request logs are JSON with a request id and never carry the token or the k
   assert.ok(records.some(r => r.reqId === 'req-1'), 'the request id is on the request lines')
   const out = lines.join('\n')
   for (const canary of [secret, 'sk-canary-key-987', 'wrong-token-canary']) assert.ok(!out.includes(canary), `${canary} leaked into the logs`)
+})
+
+test('quiet routes build their request logger only when they log, and still carry the request id', () => {
+  const { stream, lines } = capture()
+  const log = pino(loggerOptions('info', false), stream)
+  const quiet = lazyChildLogger(log, { reqId: 'r-1' }, { level: 'warn' })
+  quiet.info('not written')
+  quiet.debug('not written')
+  assert.equal(lines.length, 0)
+  quiet.warn({ api_key: 'sk-x' }, 'written')
+  assert.equal(lines.length, 1)
+  const record = JSON.parse(lines[0])
+  assert.equal(record.reqId, 'r-1')
+  assert.equal(record.msg, 'written')
+  assert.equal(record.api_key, '[redacted]')
 })
