@@ -152,12 +152,9 @@ export class StreamClient {
     const log = this.log
     let writable = true
     while (writable && this.#next < log.length) {
-      let chunk = ''
-      while (this.#next < log.length && chunk.length < this.#chunkBytes) {
-        const event = log.at(this.#next++)
-        if (event !== undefined && event.id > this.#afterId) chunk += event.frame
-      }
-      if (chunk !== '') writable = this.#writeFrame(chunk)
+      const { data, end } = sharedChunk(log, this.#next, this.#chunkBytes)
+      this.#next = end
+      writable = this.#writeFrame(data)
     }
     if (this.#state !== 'open') return
     if (log.ended && this.#next >= log.length) {
@@ -168,7 +165,7 @@ export class StreamClient {
   }
 
   /** Returns false when the socket is backed up; writing stops until it drains. */
-  #writeFrame (frame: string): boolean {
+  #writeFrame (frame: string | Buffer): boolean {
     if (this.res.write(frame)) return true
     if (!this.#waitingDrain) {
       this.#waitingDrain = true
@@ -252,6 +249,27 @@ export class StreamClient {
 }
 
 function ignore (): void {}
+
+/** The last chunk encoded per log: clients at the same position share one Buffer. */
+const chunks = new WeakMap<EventLog, { start: number, end: number, data: Buffer }>()
+
+/**
+ * The frames from index `start` on, up to about `maxBytes`, as one encoded Buffer. Live events
+ * reach every client of a session at the same position, so the frames are joined and encoded
+ * once per append rather than once per client.
+ */
+function sharedChunk (log: EventLog, start: number, maxBytes: number): { data: Buffer, end: number } {
+  let end = start
+  let length = 0
+  while (end < log.length && length < maxBytes) length += log.at(end++)!.frame.length
+  const cached = chunks.get(log)
+  if (cached !== undefined && cached.start === start && cached.end === end) return cached
+  let text = ''
+  for (let i = start; i < end; i++) text += log.at(i)!.frame
+  const chunk = { start, end, data: Buffer.from(text) }
+  chunks.set(log, chunk)
+  return chunk
+}
 
 function definedOnly (options: StreamClientSettings): StreamClientSettings {
   const out: Record<string, number> = {}
