@@ -87,6 +87,36 @@ describe('engine failures', () => {
   }
 })
 
+describe('the file system fails under a running sidecar', () => {
+  let h: Harness
+  before(async () => { h = await startHarness({}) })
+  after(async () => { await h?.close() })
+
+  test('state dir or workspace deleted at run time: /ready says which, new sessions get 503, nothing crashes; back when restored', async () => {
+    const { renameSync } = await import('node:fs')
+    for (const [dir, label] of [[h.dirs.stateDir, 'state'], [h.dirs.workspaceDir, 'workspace']] as const) {
+      renameSync(dir, `${dir}.away`)
+      try {
+        const ready = await fetch(`${h.url}/ready`)
+        assert.equal(ready.status, 503)
+        assert.match((await ready.json()).error, new RegExp(`^${label} directory does not exist`))
+        const res = await fetch(`${h.url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scriptedSession(h, 'no disk')) })
+        assert.equal(res.status, 503)
+        assert.match(String(res.headers.get('retry-after')), /^\d+$/)
+        assert.match((await res.json()).error, new RegExp(label))
+        assert.equal((await fetch(`${h.url}/healthz`)).status, 200)
+      } finally {
+        renameSync(`${dir}.away`, dir)
+      }
+      await waitReady(h.url, 30_000)
+    }
+    h.model.setHandler(scenario([{ text: 'fine again' }]))
+    const body = scriptedSession(h, 'after restore')
+    await createSession(h, body)
+    assert.equal((await readStream(h, body.session_id)).at(-1)!.event, 'complete')
+  })
+})
+
 describe('SIGTERM', () => {
   test('readiness drops, the running session ends with a shutdown terminal event, nothing survives, exit in time', async () => {
     const dirs = tempDirs()

@@ -23,7 +23,7 @@ import { SessionStore, type SessionRecord } from './store.js'
 import { engineToolIds, promptToolMap } from './tools.js'
 import { checkCreateRequest } from './validate.js'
 import { Metrics } from '../metrics.js'
-import { PROBE_PREFIX } from '../readiness.js'
+import { PROBE_PREFIX, checkDirectory } from '../readiness.js'
 import { changedFiles, snapshotWorkspace, type WorkspaceSnapshot } from './workspace-changes.js'
 
 type Ending =
@@ -174,8 +174,12 @@ export class SessionManager implements SessionService {
     checkCreateRequest(request)
     const id = request.session_id.toLowerCase()
     if (this.records.has(id)) throw new ServiceError('conflict', `Session ${id} already exists`, { session_id: id })
-    const notReady = this.notReadyReason()
+    const notReady = this.notReadyReason() ??
+      await checkDirectory(this.config.workspaceDir) ??
+      await checkDirectory(this.config.stateDir, 'state')
     if (notReady) throw new ServiceError('not_ready', `Not ready: ${notReady}`, undefined, RETRY_AFTER_NOT_READY)
+    // Again after the awaits: a concurrent request may have taken the id meanwhile.
+    if (this.records.has(id)) throw new ServiceError('conflict', `Session ${id} already exists`, { session_id: id })
     if (this.live.size >= this.config.maxConcurrentSessions) {
       throw new ServiceError('capacity', `At capacity: ${this.config.maxConcurrentSessions} sessions are running`, { max_concurrent_sessions: this.config.maxConcurrentSessions }, RETRY_AFTER_BUSY)
     }
