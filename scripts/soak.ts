@@ -6,11 +6,11 @@
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir, cpus, totalmem } from 'node:os'
 import path from 'node:path'
 import { scenario, startModelServer } from '../test/support/model-server.js'
 import { parseSse, type StreamedEvent } from '../test/support/harness.js'
+import { freePort } from '../src/engine/supervisor.js'
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60)
 const SESSIONS = 5
@@ -18,14 +18,6 @@ const CLIENTS = 100
 const POLL_PER_SECOND = 200
 
 const sleep = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms))
-
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
 
 function rssMb (pid: number): number {
   try {

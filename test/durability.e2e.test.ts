@@ -4,7 +4,6 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { descendants, isAlive, readProc, type ProcInfo } from '../src/engine/process-tree.js'
@@ -14,16 +13,9 @@ import {
 } from './support/harness.js'
 import { byMarker, scenario, startModelServer } from './support/model-server.js'
 import { openStream, splitFrames, type Frame } from './support/sse-frames.js'
+import { freePort } from '../src/engine/supervisor.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
 
 function cmdline (pid: number): string {
   try {

@@ -1,44 +1,18 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
-import net from 'node:net'
+import { readFileSync } from 'node:fs'
 import { scenario, startModelServer } from './support/model-server.js'
 import { tempDirs } from './support/config.js'
 import {
   createSession, getStatus, readStream, scriptedSession, sleep, startHarness, waitReady, type Harness,
 } from './support/harness.js'
-
-function processesWith (marker: string): number[] {
-  const pids: number[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(marker)) pids.push(Number(name))
-    } catch {}
-  }
-  return pids
-}
-
-function alive (pid: number): boolean {
-  try {
-    return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].startsWith('Z')
-  } catch {
-    return false
-  }
-}
+import { freePort } from '../src/engine/supervisor.js'
+import { alive, processesWith } from './support/processes.js'
 
 /** The engine child of `parent`. */
 function enginePid (parent = process.pid): number {
   return Number(execFileSync('pgrep', ['-P', String(parent), '-f', 'opencode'], { encoding: 'utf8' }).trim().split('\n')[0])
-}
-
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise(resolve => server.close(resolve))
-  return port
 }
 
 async function until (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {

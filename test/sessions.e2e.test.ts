@@ -9,6 +9,7 @@ import {
 } from './support/harness.js'
 import { descendants, readProc } from '../src/engine/process-tree.js'
 import { ELIDED_MARKER } from '../src/sessions/mapper.js'
+import { processesWith } from './support/processes.js'
 
 /** Every regular file under dir (contents searched for canaries). */
 function filesUnder (dir: string): string[] {
@@ -23,16 +24,6 @@ function filesUnder (dir: string): string[] {
 }
 
 /** Processes whose command line contains `marker`. */
-function processesWith (marker: string): number[] {
-  const pids: number[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(marker)) pids.push(Number(name))
-    } catch {}
-  }
-  return pids.filter(pid => pid !== process.pid)
-}
 
 describe('sessions on the real engine', () => {
   let h: Harness

@@ -170,7 +170,7 @@ export async function seedEngineHome (home: string): Promise<void> {
 }
 
 /** A port the kernel just handed out (and took back): free unless someone races for it. */
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
