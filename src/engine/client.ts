@@ -1,3 +1,4 @@
+import http from 'node:http'
 /** Minimal typed client for the parts of the engine's HTTP API this sidecar uses. */
 
 export type PermissionAction = 'allow' | 'deny' | 'ask'
@@ -160,8 +161,7 @@ export class EngineClient {
 
   /**
    * Sends one request and returns the parsed JSON body (undefined for an empty body). A GET that
-   * fails on the connection is retried once: a restarted engine may get the same port (it prefers
-   * 4096), and fetch's pool may still hold a keep-alive socket to the previous one.
+   * fails on the connection is retried once (it is safe to repeat; a POST may not be).
    */
   async request (method: string, path: string, init: RequestOptions & { body?: unknown, query?: Record<string, string | undefined> } = {}): Promise<unknown> {
     try {
@@ -177,17 +177,15 @@ export class EngineClient {
     const signals = [AbortSignal.timeout(timeoutMs)]
     if (init.signal !== undefined) signals.push(init.signal)
     const headers: Record<string, string> = { accept: 'application/json', ...this.headers() }
-    if (init.body !== undefined) headers['content-type'] = 'application/json'
+    const body = init.body === undefined ? undefined : JSON.stringify(init.body)
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json'
+      headers['content-length'] = String(Buffer.byteLength(body))
+    }
+    let res: { ok: boolean, status: number }
     let text: string
-    let res: Response
     try {
-      res = await fetch(this.url(path, init.query), {
-        method,
-        headers,
-        body: init.body === undefined ? undefined : JSON.stringify(init.body),
-        signal: AbortSignal.any(signals),
-      })
-      text = await res.text()
+      ({ res, text } = await send(this.url(path, init.query), method, headers, body, AbortSignal.any(signals)))
     } catch (err) {
       if (err instanceof Error && err.name === 'TimeoutError') {
         throw new EngineRequestError('timeout', method, path, `no answer within ${timeoutMs} ms`, undefined, err)
@@ -195,8 +193,7 @@ export class EngineClient {
       if (err instanceof Error && err.name === 'AbortError') {
         throw new EngineRequestError('aborted', method, path, 'aborted', undefined, err)
       }
-      const reason = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err)
-      throw new EngineRequestError('network', method, path, reason, undefined, err)
+      throw new EngineRequestError('network', method, path, err instanceof Error ? err.message : String(err), undefined, err)
     }
     if (!res.ok) {
       throw new EngineRequestError('http', method, path, `HTTP ${res.status}: ${text.slice(0, 500)}`, res.status)
@@ -284,4 +281,29 @@ export class EngineClient {
     if (!Array.isArray(body.providers)) throw new EngineRequestError('bad_response', 'GET', '/config/providers', 'no providers')
     return body as unknown as EngineProviders
   }
+}
+
+/**
+ * One HTTP request on a connection of its own. The engine closes idle keep-alive connections on
+ * its own schedule; a pooled socket it has just closed fails a request that may not be safe to
+ * repeat (a prompt), so requests to the engine never reuse connections (loopback: ~0.1 ms each).
+ */
+function send (url: URL, method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal): Promise<{ res: { ok: boolean, status: number }, text: string }> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason)
+    const req = http.request(url, { method, headers, agent: false }, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('end', () => {
+        const status = response.statusCode ?? 0
+        resolve({ res: { ok: status >= 200 && status < 300, status }, text: Buffer.concat(chunks).toString('utf8') })
+      })
+      response.on('error', reject)
+    })
+    const onAbort = () => req.destroy(signal.reason as Error)
+    signal.addEventListener('abort', onAbort, { once: true })
+    req.on('close', () => signal.removeEventListener('abort', onAbort))
+    req.on('error', reject)
+    req.end(body)
+  })
 }

@@ -96,13 +96,13 @@ export async function getStatus (h: Harness, id: string): Promise<SessionStatusT
   return await res.json() as SessionStatusType
 }
 
-/** Reads the whole stream (it closes after the terminal event) and parses its frames. */
+/** Reads the whole stream (it closes after the terminal event) and parses its events, heartbeats left out. */
 export async function readStream (h: Harness, id: string, lastEventId?: number): Promise<StreamedEvent[]> {
   const headers: Record<string, string> = { ...h.headers, accept: 'text/event-stream' }
   if (lastEventId !== undefined) headers['last-event-id'] = String(lastEventId)
   const res = await fetch(`${h.url}/sessions/${id}/stream`, { headers, signal: AbortSignal.timeout(120_000) })
   if (res.status !== 200) throw new Error(`stream failed: ${res.status} ${await res.text()}`)
-  return parseSse(await res.text())
+  return parseSse(await res.text()).filter(e => e.event !== 'heartbeat')
 }
 
 export function parseSse (text: string): StreamedEvent[] {
