@@ -144,8 +144,9 @@ describe('engine supervisor (real opencode)', () => {
       logger: testLogger(lines),
       startTimeoutMs: 60_000,
       healthIntervalMs: 300,
-      healthTimeoutMs: 1_000,
-      healthFailures: 2,
+      // Generous: a loaded CI machine must not look like a hung engine (the SIGSTOP test still ends it).
+      healthTimeoutMs: 2_500,
+      healthFailures: 3,
       minRestartBackoffMs: 100,
       maxRestartBackoffMs: 2_000,
       stopGraceMs: 3_000,

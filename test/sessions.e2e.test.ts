@@ -226,13 +226,16 @@ describe('sessions on the real engine', () => {
 
   test('409 for an existing id (any case); 503 + Retry-After at MAX_CONCURRENT_SESSIONS', async () => {
     h.model.setHandler(() => ({ hang: true }))
-    const bodies = Array.from({ length: 5 }, (_, i) => scriptedSession(h, `hang ${i}`))
-    await Promise.all(bodies.map(b => createSession(h, b)))
+    // Seven at once: exactly MAX_CONCURRENT_SESSIONS (5) are accepted, also when they race.
+    const all = Array.from({ length: 7 }, (_, i) => scriptedSession(h, `hang ${i}`))
+    const responses = await Promise.all(all.map(b => fetch(`${h.url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) })))
+    assert.deepEqual(responses.map(r => r.status).sort(), [201, 201, 201, 201, 201, 503, 503])
+    for (const r of responses.filter(r => r.status === 503)) assert.match(String(r.headers.get('retry-after')), /^\d+$/)
+    const bodies = all.filter((_, i) => responses[i].status === 201)
     const dup = await fetch(`${h.url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...bodies[0], session_id: bodies[0].session_id.toUpperCase() }) })
     assert.equal(dup.status, 409)
     const extra = await fetch(`${h.url}/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scriptedSession(h, 'one too many')) })
     assert.equal(extra.status, 503)
-    assert.match(String(extra.headers.get('retry-after')), /^\d+$/)
     await Promise.all(bodies.map(b => cancelSession(h, b.session_id)))
     for (const b of bodies) assert.equal((await getStatus(h, b.session_id)).status, 'cancelled')
   })

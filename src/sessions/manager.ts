@@ -180,7 +180,10 @@ export class SessionManager implements SessionService {
     if (notReady) throw new ServiceError('not_ready', `Not ready: ${notReady}`, undefined, RETRY_AFTER_NOT_READY)
     // Again after the awaits: a concurrent request may have taken the id meanwhile.
     if (this.records.has(id)) throw new ServiceError('conflict', `Session ${id} already exists`, { session_id: id })
-    if (this.live.size >= this.config.maxConcurrentSessions) {
+    // Counted on the records: a session still starting (between its reservation and the engine's
+    // answer) holds a slot too.
+    const active = [...this.records.values()].filter(r => ACTIVE.has(r.status)).length
+    if (active >= this.config.maxConcurrentSessions) {
       throw new ServiceError('capacity', `At capacity: ${this.config.maxConcurrentSessions} sessions are running`, { max_concurrent_sessions: this.config.maxConcurrentSessions }, RETRY_AFTER_BUSY)
     }
     const mc = request.model_config
