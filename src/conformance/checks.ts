@@ -43,9 +43,10 @@ async function errorShape (res: Response, status: number): Promise<Record<string
   return body
 }
 
-interface SseEvent { id?: number, event: string, data: Record<string, unknown> }
+export interface SseEvent { id?: number, event: string, data: Record<string, unknown> }
 
-function parseSse (text: string): SseEvent[] {
+/** A whole SSE body as events (`data` parsed as JSON); comments and `retry:` lines are skipped. */
+export function parseSse (text: string): SseEvent[] {
   return text.split('\n\n').flatMap(block => {
     let event = 'message'
     let id: number | undefined

@@ -3,11 +3,12 @@ import type { AddressInfo } from 'node:net'
 import { PassThrough } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
+import { parseSse, type SseEvent } from '../../src/conformance/checks.js'
 import type { CreateSessionBodyType, SessionStatusType } from '../../schemas/session.js'
 import { tempDirs, testConfig, type TempDirs } from './config.js'
 import { startModelServer, type ModelServer } from './model-server.js'
 
-export interface StreamedEvent { id: number | undefined, event: string, data: Record<string, unknown> }
+export type StreamedEvent = SseEvent
 
 /** The production app on a real socket, the real engine, and a scripted model server. */
 export interface Harness {
@@ -105,21 +106,7 @@ export async function readStream (h: Harness, id: string, lastEventId?: number):
   return parseSse(await res.text()).filter(e => e.event !== 'heartbeat')
 }
 
-export function parseSse (text: string): StreamedEvent[] {
-  const events: StreamedEvent[] = []
-  for (const block of text.split('\n\n')) {
-    let event = 'message'
-    let id: number | undefined
-    const data: string[] = []
-    for (const line of block.split('\n')) {
-      if (line.startsWith('event: ')) event = line.slice(7)
-      else if (line.startsWith('id: ')) id = Number(line.slice(4))
-      else if (line.startsWith('data: ')) data.push(line.slice(6))
-    }
-    if (data.length) events.push({ id, event, data: JSON.parse(data.join('\n')) as Record<string, unknown> })
-  }
-  return events
-}
+export { parseSse }
 
 export async function cancelSession (h: Harness, id: string): Promise<Response> {
   return await fetch(`${h.url}/sessions/${id}`, { method: 'DELETE', headers: h.headers })
