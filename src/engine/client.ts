@@ -42,14 +42,6 @@ export interface EngineMessage {
   parts: EnginePart[]
 }
 
-export interface EngineFileDiff {
-  file?: string
-  patch?: string
-  additions: number
-  deletions: number
-  status?: 'added' | 'deleted' | 'modified'
-}
-
 export interface EngineModel {
   id: string
   name?: string
@@ -266,10 +258,6 @@ export class EngineClient {
   }
 
   /** Files changed by the turn that `messageID` (a user message) started. */
-  async diff (id: string, messageID: string, opts: RequestOptions = {}): Promise<EngineFileDiff[]> {
-    return await this.#array('GET', `/session/${encodeURIComponent(id)}/diff`, { ...opts, query: { messageID } }) as EngineFileDiff[]
-  }
-
   /** Aborts everything in every instance and kills tool process trees. */
   async dispose (opts: RequestOptions = {}): Promise<void> {
     await this.request('POST', '/global/dispose', opts)
