@@ -137,4 +137,36 @@ describe('SIGTERM', () => {
       dirs.cleanup()
     }
   })
+
+  test('a second SIGTERM forces the exit at once, and still nothing the engine started survives', async () => {
+    const dirs = tempDirs()
+    const model = await startModelServer()
+    const port = await freePort()
+    const url = `http://127.0.0.1:${port}`
+    const marker = `sleep 64.${process.pid}`
+    model.setHandler(scenario([{ toolCalls: [{ name: 'bash', args: { command: marker, description: 'long' } }] }, { text: 'never' }]))
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      env: { PATH: process.env.PATH, WORKSPACE_DIR: dirs.workspaceDir, STATE_DIR: dirs.stateDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    })
+    const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
+    try {
+      await waitReady(url, 90_000)
+      const h = { url, headers: {}, model } as unknown as Harness
+      await createSession(h, scriptedSession(h, 'forced exit'))
+      await until('the tool process', () => processesWith(marker).length > 0)
+      const engine = enginePid(child.pid!)
+      child.kill('SIGTERM')
+      // Two signals sent at once arrive as one: the second comes once the shutdown has begun.
+      await until('the shutdown to begin', async () => (await fetch(`${url}/ready`).then(r => r.status, () => 0)) !== 200, 10_000)
+      child.kill('SIGTERM')
+      assert.equal(await exited, 1, 'a forced exit')
+      await until('the engine to be gone', () => !alive(engine), 5_000)
+      await until('the tool process to be gone', () => processesWith(marker).length === 0, 5_000)
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+      await model.close()
+      dirs.cleanup()
+    }
+  })
 })
