@@ -5,7 +5,7 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import path from 'node:path'
 import { byMarker, scenario } from './support/model-server.js'
 import {
-  cancelSession, createSession, getStatus, readStream, scriptedSession, sleep, startHarness, waitStatus, type Harness,
+  cancelSession, createSession, getStatus, parseSse, readStream, scriptedSession, sleep, startHarness, waitStatus, type Harness,
 } from './support/harness.js'
 import { descendants, readProc } from '../src/engine/process-tree.js'
 import { ELIDED_MARKER } from '../src/sessions/mapper.js'
@@ -101,6 +101,44 @@ describe('sessions on the real engine', () => {
     assert.equal(numbers.at(-1), 20000)
     if (numbers.length < 20000) assert.ok(text.includes(ELIDED_MARKER), 'missing output is marked')
     t.diagnostic(`${numbers.length} of 20000 lines streamed; ${text.split(ELIDED_MARKER).length - 1} gaps marked`)
+  })
+
+  test('the engine\'s event stream cut at the end of a session: reconciled from the engine, nothing lost or repeated', async (t) => {
+    const engine = findEnginePid()
+    const listening = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' }).split('\n').find(l => l.includes(`pid=${engine},`))
+    const port = listening && /127\.0\.0\.1:(\d+)/.exec(listening)?.[1]
+    if (!port) return t.skip('cannot find the engine\'s port with ss')
+    const answer = 'All thirty lines were printed, one by one, as asked.'
+    h.model.setHandler(scenario([
+      { toolCalls: [{ name: 'bash', args: { command: 'for i in $(seq 1 30); do echo "line $i"; sleep 0.05; done', description: 'output' } }] },
+      { text: answer, chunkDelayMs: 15 },
+    ]))
+    const body = scriptedSession(h, 'cut the engine stream')
+    await createSession(h, body)
+    // Follow the stream; once the final answer starts, cut every connection from the sidecar to
+    // the engine (its event stream among them): the rest of the answer and the engine's idle then
+    // happen while the sidecar is reconnecting, and only reading the session back recovers them.
+    const res = await fetch(`${h.url}/sessions/${body.session_id}/stream`)
+    const decoder = new TextDecoder()
+    let text = ''
+    let cut = false
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      text += decoder.decode(chunk, { stream: true })
+      if (!cut && /event: tool_result[\s\S]*"source":"assistant"/.test(text)) {
+        cut = true
+        execFileSync('ss', ['-K', 'dst', '127.0.0.1', 'dport', '=', port], { stdio: 'ignore' })
+      }
+    }
+    assert.ok(cut, 'the stream was cut during the answer')
+    const events = parseSse(text).filter(e => e.event !== 'heartbeat')
+    assert.equal(events.at(-1)!.event, 'complete', JSON.stringify(events.at(-1)))
+    assert.equal(events.at(-1)!.data.final_message, answer)
+    const tool = events.filter(e => e.event === 'output' && e.data.source === 'tool').map(e => e.data.text).join('')
+    assert.equal(tool, Array.from({ length: 30 }, (_, i) => `line ${i + 1}\n`).join(''))
+    assert.equal(events.filter(e => e.event === 'output' && e.data.source === 'assistant').map(e => e.data.text).join(''), answer)
+    assert.equal(events.filter(e => e.event === 'tool_call').length, 1)
+    assert.equal(events.filter(e => e.event === 'tool_result').length, 1)
+    assert.deepEqual(events.map(e => e.id), events.map((_, i) => i + 1))
   })
 
   test('the write tool creates a file through the engine', async () => {
