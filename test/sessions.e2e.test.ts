@@ -104,10 +104,14 @@ describe('sessions on the real engine', () => {
   })
 
   test('the engine\'s event stream cut at the end of a session: reconciled from the engine, nothing lost or repeated', async (t) => {
-    const engine = findEnginePid()
-    const listening = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' }).split('\n').find(l => l.includes(`pid=${engine},`))
+    // `ss` (iproute2) finds the engine's port and kills sockets; without it the test cannot cut.
+    let listening: string | undefined
+    try {
+      const engine = findEnginePid()
+      listening = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' }).split('\n').find(l => l.includes(`pid=${engine},`))
+    } catch {}
     const port = listening && /127\.0\.0\.1:(\d+)/.exec(listening)?.[1]
-    if (!port) return t.skip('cannot find the engine\'s port with ss')
+    if (!port) return t.skip('ss (iproute2) is not available or does not show the engine\'s port')
     const answer = 'All thirty lines were printed, one by one, as asked.'
     h.model.setHandler(scenario([
       { toolCalls: [{ name: 'bash', args: { command: 'for i in $(seq 1 30); do echo "line $i"; sleep 0.05; done', description: 'output' } }] },
