@@ -10,7 +10,8 @@ import { EventSource } from 'eventsource'
 import { EventLog } from '../src/events/event-log.js'
 import type { StreamClient } from '../src/events/stream-client.js'
 import { StreamRegistry, type AttachOptions } from '../src/events/stream-registry.js'
-import { isTerminal, retryFrame, SESSION_EVENT_TYPES, type SessionEventType } from '../src/events/types.js'
+import { retryFrame, type SessionEventType } from '../src/events/types.js'
+import { onContractEvents } from './support/event-source.js'
 
 interface Received { id: number, event: string, data: unknown }
 
@@ -75,19 +76,10 @@ function follow (url: string, timeoutMs = 20_000): { done: Promise<Received[]>, 
       es.close()
       reject(new Error(`timed out after ${received.length} events (last id ${received.at(-1)?.id})`))
     }, timeoutMs)
-    for (const type of SESSION_EVENT_TYPES) {
-      es.addEventListener(type, (message) => {
-        // The contract's `error` event shares its name with EventSource's connection errors, which carry no data.
-        if (typeof message.data !== 'string') return
-        const data = JSON.parse(message.data) as Record<string, unknown>
-        received.push({ id: Number(message.lastEventId), event: message.type, data })
-        if (isTerminal(type, data)) {
-          clearTimeout(timer)
-          es.close()
-          resolve(received)
-        }
-      })
-    }
+    onContractEvents(es, event => received.push(event)).then(() => {
+      clearTimeout(timer)
+      resolve(received)
+    }, reject)
   })
   return { done, opened, received }
 }

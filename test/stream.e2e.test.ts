@@ -11,7 +11,6 @@ import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EventSource } from 'eventsource'
-import { isTerminal, SESSION_EVENT_TYPES } from '../src/events/types.js'
 import {
   createSession, getStatus, readStream, scriptedSession, sleep, startHarness, waitStatus,
   type Harness, type StreamedEvent,
@@ -19,6 +18,7 @@ import {
 import type { FanoutResult } from './support/fanout-clients.js'
 import { byMarker, scenario, type Handler } from './support/model-server.js'
 import { openStream, splitFrames, type Frame } from './support/sse-frames.js'
+import { onContractEvents } from './support/event-source.js'
 
 const HEARTBEAT_FRAME = 'event: heartbeat\ndata: {}\n\n'
 
@@ -127,20 +127,7 @@ test('an EventSource over a connection cut again and again mid-session receives 
   const received: StreamedEvent[] = []
   let opens = 0
   es.addEventListener('open', () => { opens++ })
-  const done = new Promise<void>((resolve) => {
-    for (const type of SESSION_EVENT_TYPES) {
-      es.addEventListener(type, (message) => {
-        // EventSource's own connection errors are also named `error`; only the contract's carry data.
-        if (typeof message.data !== 'string') return
-        const data = JSON.parse(message.data) as Record<string, unknown>
-        received.push({ id: Number(message.lastEventId), event: message.type, data })
-        if (isTerminal(type, data)) {
-          es.close()
-          resolve()
-        }
-      })
-    }
-  })
+  const done = onContractEvents(es, event => received.push(event))
 
   // The session is held running until the stream has been cut a few times with events flowing.
   await until('cuts mid-session', () => cuts >= 3 && opens >= 4 && received.length >= 10)
