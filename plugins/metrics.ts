@@ -5,11 +5,7 @@ import { lazyChildLogger } from '../src/logger.js'
 export default fp(async function metricsPlugin (app) {
   const { registry, httpRequests } = app.metrics
   app.addHook('onResponse', (request, reply, done) => {
-    httpRequests.observe({
-      method: request.method,
-      route: request.routeOptions.url ?? 'unknown',
-      status_code: String(reply.statusCode),
-    }, reply.elapsedTime / 1000)
+    httpRequests.observe(request.method, request.routeOptions.url ?? 'unknown', reply.statusCode, reply.elapsedTime / 1000)
     done()
   })
   app.get('/metrics', { logLevel: 'warn', childLoggerFactory: lazyChildLogger, schema: { hide: true } }, async (_request, reply) => {

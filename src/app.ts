@@ -3,7 +3,7 @@ import sensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
-import { randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { Config } from './config.js'
 import { loggerOptions } from './logger.js'
 import errorsPlugin, { clientErrors, frameworkErrors } from '../plugins/errors.js'
@@ -24,6 +24,16 @@ export interface BuildOptions {
   logStream?: NodeJS.WritableStream
 }
 
+/**
+ * Request ids: a random prefix per process and a counter (`4f1c9a02-17`): unique across restarts
+ * in practice, and a fraction of the cost of a UUID per request.
+ */
+export function requestIds (): () => string {
+  const prefix = randomBytes(4).toString('hex')
+  let next = 0
+  return () => `${prefix}-${++next}`
+}
+
 function validator (options: AjvOptions) {
   const ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true, removeAdditional: false, ...options })
   addFormats.default(ajv)
@@ -40,7 +50,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
         : loggerOptions(config.logLevel),
     bodyLimit: BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    genReqId: requestIds(),
     // During shutdown the app answers for itself: probes stay truthful (/healthz 200, /ready
     // 503 with its reason) and new sessions get the contract's 503.
     return503OnClosing: false,

@@ -24,10 +24,42 @@ export function loggerOptions (level: string, pretty = process.stdout.isTTY): Lo
   }
 }
 
-type LogMethod = (...args: unknown[]) => void
 type Logger = FastifyBaseLogger
-const METHODS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
 const LEVELS: Record<string, number> = { fatal: 60, error: 50, warn: 40, info: 30, debug: 20, trace: 10, silent: Infinity }
+
+/**
+ * A request's logger that builds the real pino child (with its request id) only when a line is
+ * actually logged. Methods live on the prototype: one small object per request, no closures.
+ */
+class LazyLogger {
+  readonly level: string
+  private readonly threshold: number
+  private real: Logger | undefined
+
+  constructor (private readonly parent: Logger, private readonly bindings: Bindings, private readonly opts: ChildLoggerOptions) {
+    this.level = opts.level ?? parent.level
+    this.threshold = LEVELS[this.level] ?? 0
+  }
+
+  private log (level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace', args: unknown[]): void {
+    if (LEVELS[level] < this.threshold) return
+    this.real ??= this.parent.child(this.bindings, this.opts)
+    ;(this.real[level] as (...a: unknown[]) => void)(...args)
+  }
+
+  fatal (...args: unknown[]): void { this.log('fatal', args) }
+  error (...args: unknown[]): void { this.log('error', args) }
+  warn (...args: unknown[]): void { this.log('warn', args) }
+  info (...args: unknown[]): void { this.log('info', args) }
+  debug (...args: unknown[]): void { this.log('debug', args) }
+  trace (...args: unknown[]): void { this.log('trace', args) }
+  silent (): void {}
+  isLevelEnabled (level: string): boolean { return (LEVELS[level] ?? Infinity) >= this.threshold }
+  child (bindings: Bindings, opts?: ChildLoggerOptions): Logger {
+    this.real ??= this.parent.child(this.bindings, this.opts)
+    return this.real.child(bindings, opts)
+  }
+}
 
 /**
  * Route option `childLoggerFactory` for routes polled many times a second (probes, status,
@@ -36,19 +68,5 @@ const LEVELS: Record<string, number> = { fatal: 60, error: 50, warn: 40, info: 3
  * largest cost of a probe.
  */
 export function lazyChildLogger (logger: Logger, bindings: Bindings, opts: ChildLoggerOptions): Logger {
-  let child: Logger | undefined
-  const real = () => (child ??= logger.child(bindings, opts))
-  const level = opts.level ?? logger.level
-  const threshold = LEVELS[level] ?? 0
-  const lazy: Record<string, unknown> = {
-    level,
-    child: (b: Bindings, o?: ChildLoggerOptions) => real().child(b, o),
-    isLevelEnabled: (l: string) => (LEVELS[l] ?? Infinity) >= threshold,
-    silent: () => {},
-  }
-  for (const method of METHODS) {
-    const enabled = LEVELS[method] >= threshold
-    lazy[method] = enabled ? (...args: unknown[]) => (real()[method] as LogMethod)(...args) : () => {}
-  }
-  return lazy as unknown as Logger
+  return new LazyLogger(logger, bindings, opts) as unknown as Logger
 }

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
+import { RouteHistogram } from './route-histogram.js'
 
 /** What /metrics reports, in one registry per app (tests build several apps in one process). */
 export class Metrics {
@@ -7,7 +8,7 @@ export class Metrics {
   readonly providerRetries: Counter
   readonly sessionDuration: Histogram<'status'>
   readonly timeToFirstEvent: Histogram
-  readonly httpRequests: Histogram<'method' | 'route' | 'status_code'>
+  readonly httpRequests: RouteHistogram
   readonly sessionsCreated: Counter
 
   constructor (sources: {
@@ -50,12 +51,11 @@ export class Metrics {
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
       registers,
     })
-    this.httpRequests = new Histogram({
-      name: 'opencode_server_http_request_duration_seconds',
-      help: 'HTTP requests by method, route and status (streams: time to headers)',
-      labelNames: ['method', 'route', 'status_code'],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
-    })
+    this.httpRequests = new RouteHistogram(
+      'opencode_server_http_request_duration_seconds',
+      'HTTP requests by method, route and status (streams: time to headers)',
+      [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+    )
+    this.registry.registerMetric(this.httpRequests as unknown as Metric)
   }
 }

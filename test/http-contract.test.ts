@@ -203,7 +203,11 @@ describe('HTTP contract with a shared secret', () => {
   test('every response carries a request id, and an incoming one is kept', async () => {
     const res = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'abc-123' } })
     assert.equal(res.headers['x-request-id'], 'abc-123')
-    assert.ok((await app.inject({ url: '/healthz' })).headers['x-request-id'])
+    const first = (await app.inject({ url: '/healthz' })).headers['x-request-id']
+    const second = (await app.inject({ url: '/sessions/00000000-0000-4000-8000-000000000000/status', headers: auth })).headers['x-request-id']
+    assert.match(String(first), /^[0-9a-f]{8}-[1-9][0-9]*$/)
+    assert.match(String(second), /^[0-9a-f]{8}-[1-9][0-9]*$/)
+    assert.notEqual(first, second)
   })
 })
 
