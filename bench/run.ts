@@ -9,6 +9,7 @@ import { BENCH_DIR, BUILD_DIR, bundle } from './lib/build.js'
 import { running, startServer } from './lib/children.js'
 import { MB, machine, rssOf } from './lib/proc.js'
 import { modelHandler } from './lib/scripts.js'
+import { serverNodeFlags } from './lib/node-flags.js'
 import { median, round, sleep } from './lib/stats.js'
 import { measureControlPlane } from './measure/control.js'
 import { measureFanout } from './measure/fanout.js'
@@ -18,11 +19,11 @@ import {
 import { startMeasured, summarizeStartup, type StartupRun } from './measure/startup.js'
 
 const STARTUP_RUNS = 3
-const OVERHEAD_RUNS = 8
-const LATENCY_RUNS = 3
+const OVERHEAD_RUNS = 10
+const LATENCY_RUNS = 6
 const CANCEL_RUNS = 3
-const CONTROL_ROUNDS = 3
-const CONTROL_SECONDS = 2
+const CONTROL_ROUNDS = 12
+const CONTROL_SECONDS = 1
 const FANOUT_ROUNDS = 4
 const PROFILE = process.env.BENCH_CPU_PROF === '1'
 
@@ -58,7 +59,7 @@ try {
     const last = i === STARTUP_RUNS - 1
     const profDir = path.join(BUILD_DIR, 'prof')
     if (PROFILE && last) mkdirSync(profDir, { recursive: true })
-    const started = await startMeasured(scripts.sidecar, PROFILE && last ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])
+    const started = await startMeasured(scripts.sidecar, [...serverNodeFlags(), ...(PROFILE && last ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])])
     startupRuns.push(started.run)
     log(`start-up ${i + 1}: ${JSON.stringify(started.run)}`)
     if (last) kept = started
@@ -124,16 +125,19 @@ try {
 
   // ---- control plane ----
   const hello = await startServer(scripts.servers, 'hello')
-  cleanups.push(() => hello.stop())
+  const helloTwin = await startServer(scripts.servers, 'hello')
+  cleanups.push(() => hello.stop(), () => helloTwin.stop())
   // What any node + Fastify process costs, for scale.
   const helloRss = rssOf(hello.child.pid!) / MB
   const control = await measureControlPlane({
-    healthz: `${url}/healthz`,
-    status: `${url}/sessions/${overhead.sessionId}/status`,
-    hello: `${hello.url}/`,
+    hello: { url: `${hello.url}/`, pid: hello.child.pid! },
+    hello_twin: { url: `${helloTwin.url}/`, pid: helloTwin.child.pid! },
+    healthz: { url: `${url}/healthz`, pid: sidecar.pid },
+    status: { url: `${url}/sessions/${overhead.sessionId}/status`, pid: sidecar.pid },
   }, CONTROL_ROUNDS, CONTROL_SECONDS)
-  log(`control plane: ${JSON.stringify(control)}`)
+  log(`control plane: ${JSON.stringify({ ...control, rps: undefined })}`)
   await hello.stop()
+  await helloTwin.stop()
 
   // ---- fan-out ----
   const sidecarSse = await startServer(scripts.servers, 'sidecar-sse')
@@ -153,6 +157,8 @@ try {
     fanout_ratio: round(fanout.fanout_ratio),
     control_plane_healthz_ratio: round(control.healthz_ratio),
     control_plane_status_ratio: round(control.status_ratio),
+    control_plane_aa_ratio: round(control.aa_ratio),
+    control_plane_cpu_ratio: { healthz: round(control.cpu_healthz_ratio), status: round(control.cpu_status_ratio), aa: round(control.cpu_aa_ratio) },
     rss_mb: {
       idle_sidecar: round(idle.sidecar, 1),
       idle_sidecar_anon: round(idle.sidecar_anon, 1),
@@ -191,7 +197,8 @@ try {
   console.table(Object.fromEntries(Object.entries(t).map(([name, r]) => [name, { value: r.value, target: r.target, met: r.met ? 'yes' : 'NO' }])))
   console.log(`extra: idle RSS sidecar ${results.rss_mb.idle_sidecar} MB, engine ${results.rss_mb.idle_engine} MB; loaded peak sidecar ${results.rss_mb.loaded_sidecar_peak} MB, engine ${results.rss_mb.loaded_engine_peak} MB; ` +
     `start-up healthz ${startup.healthz_ms_median} ms, ready ${startup.ready_ms_median} ms, engine listening ${startup.engine_listening_ms_median} ms after spawn; ` +
-    `session a=${overhead.via_sidecar_ms_median} ms b=${overhead.direct_ms_median} ms`)
+    `session a=${overhead.via_sidecar_ms_median} ms b=${overhead.direct_ms_median} ms; ` +
+    `control plane A/A (hello-world vs its twin) ${results.control_plane_aa_ratio}, CPU-per-request ratios healthz ${results.control_plane_cpu_ratio.healthz} status ${results.control_plane_cpu_ratio.status} A/A ${results.control_plane_cpu_ratio.aa}`)
   console.log('written: bench/results.json')
 } finally {
   await cleanUp()

@@ -43,3 +43,13 @@ export function machine (): Record<string, unknown> {
     date: new Date().toISOString(),
   }
 }
+
+/** CPU time (user + system) a process has used so far, in ms (0 when it is gone). */
+export function cpuMsOf (pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * (1000 / 100) // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return 0
+  }
+}

@@ -1,29 +1,56 @@
 import autocannon from 'autocannon'
+import { cpuMsOf } from '../lib/proc.js'
 import { median } from '../lib/stats.js'
 
-async function rps (url: string, durationS: number): Promise<number> {
-  const result = await autocannon({ url, connections: 10, pipelining: 1, duration: durationS })
-  if (result.errors > 0 || result.non2xx > 0) throw new Error(`${url}: ${result.errors} errors, ${result.non2xx} non-2xx`)
-  return result.requests.average
+export interface Target { url: string, pid: number }
+export type ControlTargets = Record<'hello' | 'hello_twin' | 'healthz' | 'status', Target>
+
+async function slice (target: Target, durationS: number): Promise<{ rps: number, cpuUsPerRequest: number }> {
+  const cpu0 = cpuMsOf(target.pid)
+  const result = await autocannon({ url: target.url, connections: 10, pipelining: 1, duration: durationS })
+  const cpuMs = cpuMsOf(target.pid) - cpu0
+  if (result.errors > 0 || result.non2xx > 0) throw new Error(`${target.url}: ${result.errors} errors, ${result.non2xx} non-2xx`)
+  return { rps: result.requests.average, cpuUsPerRequest: (cpuMs * 1000) / Math.max(1, result.requests.total) }
 }
 
-/** Requests/s of the sidecar's probes and status route vs a bare Fastify hello-world, alternating. */
-export async function measureControlPlane (targets: { healthz: string, status: string, hello: string }, rounds: number, durationS: number) {
-  const runs: Record<'healthz' | 'status' | 'hello', number[]> = { healthz: [], status: [], hello: [] }
-  await rps(targets.hello, 1)
-  await rps(targets.healthz, 1)
-  await rps(targets.status, 1)
+/**
+ * Requests/s of the sidecar's /healthz and status route vs a bare Fastify hello-world, in many
+ * short slices whose order rotates every round. The ratio is taken within each round (the
+ * neighbouring hello-world slice) and the median over rounds is reported: this machine's speed
+ * drifts by 2x within seconds, which a ratio of whole-run medians does not survive.
+ * `hello_twin` is a second, identical hello-world process measured like the sidecar: its ratio
+ * is the method's own noise and bias (an A/A test), printed next to the real ratios.
+ * The server's CPU time per request (from /proc) is reported as a second, steadier view.
+ */
+export async function measureControlPlane (targets: ControlTargets, rounds: number, durationS: number) {
+  const names = Object.keys(targets) as Array<keyof ControlTargets>
+  for (const name of names) await slice(targets[name], 1) // warm-up: JIT, connections
+  const rps: Record<string, number[]> = {}
+  const cpu: Record<string, number[]> = {}
   for (let i = 0; i < rounds; i++) {
-    const order: Array<keyof typeof runs> = i % 2 === 0 ? ['hello', 'healthz', 'status'] : ['status', 'healthz', 'hello']
-    for (const name of order) runs[name].push(await rps(targets[name], durationS))
+    const order = names.map((_, k) => names[(k + i) % names.length])
+    for (const name of order) {
+      const s = await slice(targets[name], durationS)
+      ;(rps[name] ??= []).push(s.rps)
+      ;(cpu[name] ??= []).push(s.cpuUsPerRequest)
+    }
   }
-  const hello = median(runs.hello)
+  const ratio = (name: string): number => median(rps[name].map((v, k) => v / rps.hello[k]))
+  const cpuRatio = (name: string): number => median(cpu.hello.map((v, k) => v / cpu[name][k]))
   return {
-    hello_rps_median: Math.round(hello),
-    healthz_rps_median: Math.round(median(runs.healthz)),
-    status_rps_median: Math.round(median(runs.status)),
-    healthz_ratio: median(runs.healthz) / hello,
-    status_ratio: median(runs.status) / hello,
-    runs,
+    rounds,
+    slice_s: durationS,
+    hello_rps_median: Math.round(median(rps.hello)),
+    healthz_rps_median: Math.round(median(rps.healthz)),
+    status_rps_median: Math.round(median(rps.status)),
+    healthz_ratio: ratio('healthz'),
+    status_ratio: ratio('status'),
+    aa_ratio: ratio('hello_twin'),
+    // hello-world's CPU per request / the target's (same direction as the rps ratios).
+    cpu_healthz_ratio: cpuRatio('healthz'),
+    cpu_status_ratio: cpuRatio('status'),
+    cpu_aa_ratio: cpuRatio('hello_twin'),
+    cpu_us_per_request_median: Object.fromEntries(names.map(n => [n, Math.round(median(cpu[n]) * 10) / 10])),
+    rps,
   }
 }
