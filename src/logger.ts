@@ -41,10 +41,12 @@ class LazyLogger {
     this.threshold = LEVELS[this.level] ?? 0
   }
 
+  private materialize (): Logger {
+    return (this.real ??= this.parent.child(this.bindings, this.opts))
+  }
+
   private log (level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace', args: unknown[]): void {
-    if (LEVELS[level] < this.threshold) return
-    this.real ??= this.parent.child(this.bindings, this.opts)
-    ;(this.real[level] as (...a: unknown[]) => void)(...args)
+    if (LEVELS[level] >= this.threshold) (this.materialize()[level] as (...a: unknown[]) => void)(...args)
   }
 
   fatal (...args: unknown[]): void { this.log('fatal', args) }
@@ -56,8 +58,7 @@ class LazyLogger {
   silent (): void {}
   isLevelEnabled (level: string): boolean { return (LEVELS[level] ?? Infinity) >= this.threshold }
   child (bindings: Bindings, opts?: ChildLoggerOptions): Logger {
-    this.real ??= this.parent.child(this.bindings, this.opts)
-    return this.real.child(bindings, opts)
+    return this.materialize().child(bindings, opts)
   }
 }
 
