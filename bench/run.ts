@@ -132,6 +132,7 @@ try {
   const control = await measureControlPlane({
     hello: { url: `${hello.url}/`, pid: hello.child.pid! },
     hello_twin: { url: `${helloTwin.url}/`, pid: helloTwin.child.pid! },
+    inner_hello: { url: await sidecar.innerHello(), pid: sidecar.pid },
     healthz: { url: `${url}/healthz`, pid: sidecar.pid },
     status: { url: `${url}/sessions/${overhead.sessionId}/status`, pid: sidecar.pid },
   }, CONTROL_ROUNDS, CONTROL_SECONDS)
@@ -159,6 +160,18 @@ try {
     control_plane_status_ratio: round(control.status_ratio),
     control_plane_aa_ratio: round(control.aa_ratio),
     control_plane_cpu_ratio: { healthz: round(control.cpu_healthz_ratio), status: round(control.cpu_status_ratio), aa: round(control.cpu_aa_ratio) },
+    // Attribution: a bare hello-world inside the sidecar's process vs in its own; the sidecar's
+    // routes vs that in-process hello-world (see bench/README.md).
+    control_plane_attribution: {
+      in_process_hello_ratio: round(control.inner_hello_ratio),
+      healthz_vs_in_process_hello: round(control.healthz_vs_inner_ratio),
+      status_vs_in_process_hello: round(control.status_vs_inner_ratio),
+      cpu: {
+        in_process_hello_ratio: round(control.cpu_inner_hello_ratio),
+        healthz_vs_in_process_hello: round(control.cpu_healthz_vs_inner_ratio),
+        status_vs_in_process_hello: round(control.cpu_status_vs_inner_ratio),
+      },
+    },
     rss_mb: {
       idle_sidecar: round(idle.sidecar, 1),
       idle_sidecar_anon: round(idle.sidecar_anon, 1),
@@ -198,7 +211,8 @@ try {
   console.log(`extra: idle RSS sidecar ${results.rss_mb.idle_sidecar} MB, engine ${results.rss_mb.idle_engine} MB; loaded peak sidecar ${results.rss_mb.loaded_sidecar_peak} MB, engine ${results.rss_mb.loaded_engine_peak} MB; ` +
     `start-up healthz ${startup.healthz_ms_median} ms, ready ${startup.ready_ms_median} ms, engine listening ${startup.engine_listening_ms_median} ms after spawn; ` +
     `session a=${overhead.via_sidecar_ms_median} ms b=${overhead.direct_ms_median} ms; ` +
-    `control plane A/A (hello-world vs its twin) ${results.control_plane_aa_ratio}, CPU-per-request ratios healthz ${results.control_plane_cpu_ratio.healthz} status ${results.control_plane_cpu_ratio.status} A/A ${results.control_plane_cpu_ratio.aa}`)
+    `control plane A/A (hello-world vs its twin) ${results.control_plane_aa_ratio}, CPU-per-request ratios healthz ${results.control_plane_cpu_ratio.healthz} status ${results.control_plane_cpu_ratio.status} A/A ${results.control_plane_cpu_ratio.aa}; ` +
+    `hello-world inside the sidecar's process vs its own ${results.control_plane_attribution.in_process_hello_ratio}, healthz vs that ${results.control_plane_attribution.healthz_vs_in_process_hello}, status vs that ${results.control_plane_attribution.status_vs_in_process_hello}`)
   console.log('written: bench/results.json')
 } finally {
   await cleanUp()

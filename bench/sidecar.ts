@@ -2,7 +2,11 @@
 // plus an IPC channel telling the benchmark driver its port and its engine's address, so the
 // driver can watch the engine's own /event stream and process tree. Bundled by bench/lib/build.ts
 // and run with plain `node`, like the built server.
+// On request (after the memory measurements, so it is not in them) it also serves a bare Fastify
+// hello-world from inside this process: the control plane's attribution between what the process
+// costs any request and what the sidecar's request path adds.
 import closeWithGrace from 'close-with-grace'
+import Fastify, { type FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { loadConfig } from '../src/config.js'
 import { buildApp } from '../src/app.js'
@@ -11,13 +15,25 @@ import type { EngineReadyInfo, EngineSupervisor } from '../src/engine/supervisor
 const config = loadConfig()
 const app = await buildApp(config)
 
+let inner: FastifyInstance | undefined
+
 closeWithGrace({ delay: config.shutdownGraceMs }, async ({ err }) => {
   if (err) app.log.error({ err }, 'closing after an error')
+  await inner?.close()
   await app.close()
 })
 
 await app.listen({ port: config.port, host: config.host })
 process.send?.({ type: 'listening', port: (app.server.address() as AddressInfo).port })
+
+process.on('message', (m: { type?: string }) => {
+  if (m.type !== 'start-inner-hello' || inner !== undefined) return
+  const hello = inner = Fastify({ logger: false }) // the same hello-world as bench/servers.ts
+  hello.get('/', async () => ({ hello: 'world' }))
+  hello.listen({ port: 0, host: '127.0.0.1' })
+    .then(() => process.send?.({ type: 'inner-hello', port: (hello.server.address() as AddressInfo).port }))
+    .catch((err: Error) => process.send?.({ type: 'inner-hello', error: err.message }))
+})
 
 // Reached through the manager's private field (the bench only reads from it). The manager creates
 // the supervisor in the background after listening, seconds before the engine can be ready.

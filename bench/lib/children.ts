@@ -22,6 +22,8 @@ export interface Sidecar {
   workspaceDir: string
   stateDir: string
   logFile: string
+  /** Starts a bare Fastify hello-world inside the sidecar's process (bench/sidecar.ts); its URL. */
+  innerHello: () => Promise<string>
   stop: () => Promise<void>
 }
 
@@ -89,7 +91,17 @@ export function spawnSidecar (script: string, opts: SidecarOptions = {}): Sideca
     clearTimeout(timer)
     rmSync(root, { recursive: true, force: true })
   }
-  return { child, pid: child.pid!, spawnedAt, url, engine, workspaceDir, stateDir, logFile, stop }
+  const innerHello = async (): Promise<string> => await new Promise<string>((resolve, reject) => {
+    const onMessage = (m: { type: string, port?: number, error?: string }): void => {
+      if (m.type !== 'inner-hello') return
+      child.off('message', onMessage)
+      if (m.port) resolve(`http://127.0.0.1:${m.port}/`)
+      else reject(new Error(`in-process hello-world: ${m.error ?? 'no port'}`))
+    }
+    child.on('message', onMessage)
+    child.send({ type: 'start-inner-hello' })
+  })
+  return { child, pid: child.pid!, spawnedAt, url, engine, workspaceDir, stateDir, logFile, innerHello, stop }
 }
 
 export interface Server {

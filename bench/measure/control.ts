@@ -3,7 +3,7 @@ import { cpuMsOf } from '../lib/proc.js'
 import { median } from '../lib/stats.js'
 
 export interface Target { url: string, pid: number }
-export type ControlTargets = Record<'hello' | 'hello_twin' | 'healthz' | 'status', Target>
+export type ControlTargets = Record<'hello' | 'hello_twin' | 'inner_hello' | 'healthz' | 'status', Target>
 
 async function slice (target: Target, durationS: number): Promise<{ rps: number, cpuUsPerRequest: number }> {
   const cpu0 = cpuMsOf(target.pid)
@@ -20,6 +20,9 @@ async function slice (target: Target, durationS: number): Promise<{ rps: number,
  * drifts by 2x within seconds, which a ratio of whole-run medians does not survive.
  * `hello_twin` is a second, identical hello-world process measured like the sidecar: its ratio
  * is the method's own noise and bias (an A/A test), printed next to the real ratios.
+ * `inner_hello` is the same hello-world served from inside the sidecar's process: it splits the
+ * gap into what that process costs any request (inner_hello vs hello) and what the sidecar's own
+ * request path adds (healthz and status vs inner_hello, same process, same moment).
  * The server's CPU time per request (from /proc) is reported as a second, steadier view.
  */
 export async function measureControlPlane (targets: ControlTargets, rounds: number, durationS: number) {
@@ -35,8 +38,8 @@ export async function measureControlPlane (targets: ControlTargets, rounds: numb
       ;(cpu[name] ??= []).push(s.cpuUsPerRequest)
     }
   }
-  const ratio = (name: string): number => median(rps[name].map((v, k) => v / rps.hello[k]))
-  const cpuRatio = (name: string): number => median(cpu.hello.map((v, k) => v / cpu[name][k]))
+  const ratio = (name: string, base = 'hello'): number => median(rps[name].map((v, k) => v / rps[base][k]))
+  const cpuRatio = (name: string, base = 'hello'): number => median(cpu[base].map((v, k) => v / cpu[name][k]))
   return {
     rounds,
     slice_s: durationS,
@@ -46,10 +49,16 @@ export async function measureControlPlane (targets: ControlTargets, rounds: numb
     healthz_ratio: ratio('healthz'),
     status_ratio: ratio('status'),
     aa_ratio: ratio('hello_twin'),
+    inner_hello_ratio: ratio('inner_hello'),
+    healthz_vs_inner_ratio: ratio('healthz', 'inner_hello'),
+    status_vs_inner_ratio: ratio('status', 'inner_hello'),
     // hello-world's CPU per request / the target's (same direction as the rps ratios).
     cpu_healthz_ratio: cpuRatio('healthz'),
     cpu_status_ratio: cpuRatio('status'),
     cpu_aa_ratio: cpuRatio('hello_twin'),
+    cpu_inner_hello_ratio: cpuRatio('inner_hello'),
+    cpu_healthz_vs_inner_ratio: cpuRatio('healthz', 'inner_hello'),
+    cpu_status_vs_inner_ratio: cpuRatio('status', 'inner_hello'),
     cpu_us_per_request_median: Object.fromEntries(names.map(n => [n, Math.round(median(cpu[n]) * 10) / 10])),
     rps,
   }
