@@ -12,14 +12,13 @@ import { SSE_HEADERS } from '../src/events/stream-client.js'
 import { StreamRegistry } from '../src/events/stream-registry.js'
 import { retryFrame } from '../src/events/types.js'
 import { FANOUT_BATCH, fanoutEvent } from './lib/fanout-events.js'
+import { helloWorld } from './lib/hello.js'
 
 const mode = process.argv[2]
-const app = Fastify({ logger: false })
+const app = mode === 'hello' ? helloWorld() : Fastify({ logger: false })
 let cleanup = (): void => {}
 
-if (mode === 'hello') {
-  app.get('/', async () => ({ hello: 'world' }))
-} else if (mode === 'bare-sse') {
+if (mode === 'bare-sse') {
   const clients = new Set<ServerResponse>()
   app.get('/stream', (_request, reply) => {
     reply.hijack()
@@ -72,7 +71,7 @@ if (mode === 'hello') {
     }
     return { clients, slow: registry.slowClientsDisconnected }
   })
-} else {
+} else if (mode !== 'hello') {
   throw new Error(`unknown mode ${mode}`)
 }
 

@@ -6,10 +6,11 @@
 // hello-world from inside this process: the control plane's attribution between what the process
 // costs any request and what the sidecar's request path adds.
 import closeWithGrace from 'close-with-grace'
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { loadConfig } from '../src/config.js'
 import { buildApp } from '../src/app.js'
+import { helloWorld } from './lib/hello.js'
 import type { EngineReadyInfo, EngineSupervisor } from '../src/engine/supervisor.js'
 
 const config = loadConfig()
@@ -26,13 +27,18 @@ closeWithGrace({ delay: config.shutdownGraceMs }, async ({ err }) => {
 await app.listen({ port: config.port, host: config.host })
 process.send?.({ type: 'listening', port: (app.server.address() as AddressInfo).port })
 
+let innerPort: Promise<number> | undefined
 process.on('message', (m: { type?: string }) => {
-  if (m.type !== 'start-inner-hello' || inner !== undefined) return
-  const hello = inner = Fastify({ logger: false }) // the same hello-world as bench/servers.ts
-  hello.get('/', async () => ({ hello: 'world' }))
-  hello.listen({ port: 0, host: '127.0.0.1' })
-    .then(() => process.send?.({ type: 'inner-hello', port: (hello.server.address() as AddressInfo).port }))
-    .catch((err: Error) => process.send?.({ type: 'inner-hello', error: err.message }))
+  if (m.type !== 'start-inner-hello') return
+  innerPort ??= (async () => {
+    inner = helloWorld() // the baseline of bench/servers.ts, in this process
+    await inner.listen({ port: 0, host: '127.0.0.1' })
+    return (inner.server.address() as AddressInfo).port
+  })()
+  innerPort.then(
+    port => process.send?.({ type: 'inner-hello', port }),
+    (err: Error) => process.send?.({ type: 'inner-hello', error: err.message })
+  )
 })
 
 // Reached through the manager's private field (the bench only reads from it). The manager creates

@@ -92,13 +92,16 @@ export function spawnSidecar (script: string, opts: SidecarOptions = {}): Sideca
     rmSync(root, { recursive: true, force: true })
   }
   const innerHello = async (): Promise<string> => await new Promise<string>((resolve, reject) => {
+    const onExit = (code: number | null): void => reject(new Error(`sidecar exited (${code}) before its in-process hello-world listened`))
     const onMessage = (m: { type: string, port?: number, error?: string }): void => {
       if (m.type !== 'inner-hello') return
       child.off('message', onMessage)
+      child.off('exit', onExit)
       if (m.port) resolve(`http://127.0.0.1:${m.port}/`)
       else reject(new Error(`in-process hello-world: ${m.error ?? 'no port'}`))
     }
     child.on('message', onMessage)
+    child.once('exit', onExit)
     child.send({ type: 'start-inner-hello' })
   })
   return { child, pid: child.pid!, spawnedAt, url, engine, workspaceDir, stateDir, logFile, innerHello, stop }
