@@ -19,7 +19,7 @@ import {
 import { startMeasured, summarizeStartup, type StartupRun } from './measure/startup.js'
 
 const STARTUP_RUNS = 3
-const OVERHEAD_RUNS = 10
+const OVERHEAD_RUNS = 20
 const LATENCY_RUNS = 6
 const CANCEL_RUNS = 3
 const CONTROL_ROUNDS = 12

@@ -4,10 +4,12 @@
 // and run with plain `node`, like the built server.
 // On request (after the memory measurements, so it is not in them) it also serves a bare Fastify
 // hello-world from inside this process: the control plane's attribution between what the process
-// costs any request and what the sidecar's request path adds.
+// costs any request and what the sidecar's request path adds. And on request it records its GC
+// pauses (epoch ms), which the latency measurement lines up with its slow events.
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
+import { PerformanceObserver, performance } from 'node:perf_hooks'
 import { loadConfig } from '../src/config.js'
 import { buildApp } from '../src/app.js'
 import { helloWorld } from './lib/hello.js'
@@ -28,7 +30,24 @@ await app.listen({ port: config.port, host: config.host })
 process.send?.({ type: 'listening', port: (app.server.address() as AddressInfo).port })
 
 let innerPort: Promise<number> | undefined
+/** [start (epoch ms), duration (ms)] of each GC pause between `watch-gc` and `gc-pauses`. */
+let gcPauses: Array<[number, number]> = []
+let gcObserver: PerformanceObserver | undefined
 process.on('message', (m: { type?: string }) => {
+  if (m.type === 'watch-gc') {
+    gcObserver?.disconnect()
+    const pauses: Array<[number, number]> = gcPauses = []
+    gcObserver = new PerformanceObserver(list => {
+      for (const e of list.getEntries()) if (pauses.length < 100_000) pauses.push([performance.timeOrigin + e.startTime, e.duration])
+    })
+    gcObserver.observe({ entryTypes: ['gc'] })
+    process.send?.({ type: 'gc-watching' })
+  }
+  if (m.type === 'gc-pauses') {
+    gcObserver?.disconnect()
+    gcObserver = undefined
+    process.send?.({ type: 'gc-pauses', pauses: gcPauses })
+  }
   if (m.type !== 'start-inner-hello') return
   innerPort ??= (async () => {
     inner = helloWorld() // the baseline of bench/servers.ts, in this process

@@ -24,6 +24,10 @@ export interface Sidecar {
   logFile: string
   /** Starts a bare Fastify hello-world inside the sidecar's process (bench/sidecar.ts); its URL. */
   innerHello: () => Promise<string>
+  /** Starts recording the sidecar's GC pauses. */
+  watchGc: () => Promise<void>
+  /** Stops recording; the pauses since `watchGc`, [start (epoch ms), duration (ms)]. */
+  gcPauses: () => Promise<Array<[number, number]>>
   stop: () => Promise<void>
 }
 
@@ -45,6 +49,22 @@ function track (child: ChildProcess): ChildProcess {
 function exited (child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
   return new Promise(resolve => child.once('exit', () => resolve()))
+}
+
+/** Sends `type` over IPC and waits for the first message of type `reply` (or the child's exit). */
+async function ask<T> (child: ChildProcess, type: string, reply: string): Promise<T> {
+  return await new Promise<T>((resolve, reject) => {
+    const onExit = (code: number | null): void => reject(new Error(`sidecar exited (${code}) before answering ${type}`))
+    const onMessage = (m: T & { type: string }): void => {
+      if (m.type !== reply) return
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+      resolve(m)
+    }
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+    child.send({ type })
+  })
 }
 
 /** The sidecar in its own process (honest RSS), logs to a file, state and workspace in a temp dir. */
@@ -91,20 +111,15 @@ export function spawnSidecar (script: string, opts: SidecarOptions = {}): Sideca
     clearTimeout(timer)
     rmSync(root, { recursive: true, force: true })
   }
-  const innerHello = async (): Promise<string> => await new Promise<string>((resolve, reject) => {
-    const onExit = (code: number | null): void => reject(new Error(`sidecar exited (${code}) before its in-process hello-world listened`))
-    const onMessage = (m: { type: string, port?: number, error?: string }): void => {
-      if (m.type !== 'inner-hello') return
-      child.off('message', onMessage)
-      child.off('exit', onExit)
-      if (m.port) resolve(`http://127.0.0.1:${m.port}/`)
-      else reject(new Error(`in-process hello-world: ${m.error ?? 'no port'}`))
-    }
-    child.on('message', onMessage)
-    child.once('exit', onExit)
-    child.send({ type: 'start-inner-hello' })
-  })
-  return { child, pid: child.pid!, spawnedAt, url, engine, workspaceDir, stateDir, logFile, innerHello, stop }
+  const innerHello = async (): Promise<string> => {
+    const m = await ask<{ port?: number, error?: string }>(child, 'start-inner-hello', 'inner-hello')
+    if (!m.port) throw new Error(`in-process hello-world: ${m.error ?? 'no port'}`)
+    return `http://127.0.0.1:${m.port}/`
+  }
+  const watchGc = async (): Promise<void> => { await ask(child, 'watch-gc', 'gc-watching') }
+  const gcPauses = async (): Promise<Array<[number, number]>> =>
+    (await ask<{ pauses: Array<[number, number]> }>(child, 'gc-pauses', 'gc-pauses')).pauses
+  return { child, pid: child.pid!, spawnedAt, url, engine, workspaceDir, stateDir, logFile, innerHello, watchGc, gcPauses, stop }
 }
 
 export interface Server {

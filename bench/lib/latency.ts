@@ -3,8 +3,12 @@ import type { SseFrame } from './sse.js'
 
 interface Sample { progress: number, t: number }
 
-/** A sample over 5 ms, with the time since the engine's previous event of the same stream. */
-export interface SlowSample { kind: string, latency_ms: number, engine_gap_ms: number | null }
+/**
+ * A sample over 5 ms, with the time since the engine's previous event of the same stream, and when
+ * the engine's event was seen and the sidecar's frame arrived (epoch ms, to line up with the
+ * sidecar's GC pauses).
+ */
+export interface SlowSample { kind: string, latency_ms: number, engine_gap_ms: number | null, engine_at: number, sidecar_at: number }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null
 
@@ -117,7 +121,13 @@ export class LatencyTracker {
         // Not within the sidecar's 20 ms text-coalescing window of the previous event of its stream.
         if (kind !== 'idle_to_complete' && gap >= 20) isolated.push(match.t - sample.t)
         if (kind !== 'idle_to_complete' && match.t - sample.t > 5) {
-          slow.push({ kind, latency_ms: match.t - sample.t, engine_gap_ms: i > 0 ? sample.t - samples[i - 1].t : null })
+          slow.push({
+            kind,
+            latency_ms: match.t - sample.t,
+            engine_gap_ms: i > 0 ? sample.t - samples[i - 1].t : null,
+            engine_at: performance.timeOrigin + sample.t,
+            sidecar_at: performance.timeOrigin + match.t,
+          })
         }
       })
     }

@@ -155,7 +155,14 @@ function medianPhases (runs: Phases[]): Phases {
   return out
 }
 
-export function latencySummary (trackers: LatencyTracker[]): Record<string, unknown> {
+/** ms of the sidecar's GC pauses ([start, duration], epoch ms) that fall within [from, to]. */
+function pausedWithin (pauses: Array<[number, number]>, from: number, to: number): number {
+  let total = 0
+  for (const [start, duration] of pauses) total += Math.max(0, Math.min(to, start + duration) - Math.max(from, start))
+  return total
+}
+
+export function latencySummary (trackers: LatencyTracker[], gcPauses: Array<[number, number]> = []): Record<string, unknown> {
   const byKind: Record<string, number[]> = {}
   const slow: SlowSample[] = []
   const isolated: number[] = []
@@ -181,13 +188,26 @@ export function latencySummary (trackers: LatencyTracker[]): Record<string, unkn
     unmatched,
     isolated: { n: isolated.length, p50_ms: quantile(isolated, 0.5), p99_ms: quantile(isolated, 0.99) },
     by_kind: kinds,
-    over_5ms: slow.sort((x, y) => y.latency_ms - x.latency_ms).map(s => ({ ...s, latency_ms: round2(s.latency_ms), engine_gap_ms: round2(s.engine_gap_ms) })),
+    over_5ms: slow.sort((x, y) => y.latency_ms - x.latency_ms).map(s => ({
+      kind: s.kind,
+      latency_ms: round2(s.latency_ms),
+      engine_gap_ms: round2(s.engine_gap_ms),
+      // How long the sidecar was paused by its GC between the engine's event and the client's frame.
+      sidecar_gc_ms: round2(pausedWithin(gcPauses, s.engine_at, s.sidecar_at)),
+    })),
+    sidecar_gc_pauses: {
+      n: gcPauses.length,
+      p50_ms: quantile(gcPauses.map(p => p[1]), 0.5),
+      max_ms: quantile(gcPauses.map(p => p[1]), 1),
+      over_2ms: gcPauses.filter(p => p[1] > 2).length,
+    },
   }
 }
 
 /** Paced sessions (isolated events, nothing coalesced): engine event seen → sidecar SSE client. */
 export async function measureLatency (ctx: SessionContext, runs: number, setTracker: (t: LatencyTracker | undefined) => void) {
   const trackers: LatencyTracker[] = []
+  await ctx.sidecar.watchGc()
   for (let i = 0; i < runs; i++) {
     const tracker = new LatencyTracker()
     setTracker(tracker)
@@ -195,7 +215,7 @@ export async function measureLatency (ctx: SessionContext, runs: number, setTrac
     setTracker(undefined)
     trackers.push(tracker)
   }
-  return latencySummary(trackers)
+  return latencySummary(trackers, await ctx.sidecar.gcPauses())
 }
 
 function cmdline (pid: number): string {
