@@ -9,7 +9,7 @@
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
-import { PerformanceObserver, performance } from 'node:perf_hooks'
+import { PerformanceObserver, performance, type PerformanceEntry } from 'node:perf_hooks'
 import { loadConfig } from '../src/config.js'
 import { buildApp } from '../src/app.js'
 import { helloWorld } from './lib/hello.js'
@@ -33,31 +33,37 @@ let innerPort: Promise<number> | undefined
 /** [start (epoch ms), duration (ms)] of each GC pause between `watch-gc` and `gc-pauses`. */
 let gcPauses: Array<[number, number]> = []
 let gcObserver: PerformanceObserver | undefined
+const recordGc = (entries: PerformanceEntry[]): void => {
+  for (const e of entries) if (gcPauses.length < 100_000) gcPauses.push([performance.timeOrigin + e.startTime, e.duration])
+}
+
 process.on('message', (m: { type?: string }) => {
-  if (m.type === 'watch-gc') {
-    gcObserver?.disconnect()
-    const pauses: Array<[number, number]> = gcPauses = []
-    gcObserver = new PerformanceObserver(list => {
-      for (const e of list.getEntries()) if (pauses.length < 100_000) pauses.push([performance.timeOrigin + e.startTime, e.duration])
-    })
-    gcObserver.observe({ entryTypes: ['gc'] })
-    process.send?.({ type: 'gc-watching' })
+  switch (m.type) {
+    case 'watch-gc':
+      gcObserver?.disconnect()
+      gcPauses = []
+      gcObserver = new PerformanceObserver(list => recordGc(list.getEntries()))
+      gcObserver.observe({ entryTypes: ['gc'] })
+      process.send?.({ type: 'gc-watching' })
+      break
+    case 'gc-pauses':
+      recordGc(gcObserver?.takeRecords() ?? []) // entries not yet delivered to the callback
+      gcObserver?.disconnect()
+      gcObserver = undefined
+      process.send?.({ type: 'gc-pauses', pauses: gcPauses })
+      break
+    case 'start-inner-hello':
+      innerPort ??= (async () => {
+        inner = helloWorld() // the baseline of bench/servers.ts, in this process
+        await inner.listen({ port: 0, host: '127.0.0.1' })
+        return (inner.server.address() as AddressInfo).port
+      })()
+      innerPort.then(
+        port => process.send?.({ type: 'inner-hello', port }),
+        (err: Error) => process.send?.({ type: 'inner-hello', error: err.message })
+      )
+      break
   }
-  if (m.type === 'gc-pauses') {
-    gcObserver?.disconnect()
-    gcObserver = undefined
-    process.send?.({ type: 'gc-pauses', pauses: gcPauses })
-  }
-  if (m.type !== 'start-inner-hello') return
-  innerPort ??= (async () => {
-    inner = helloWorld() // the baseline of bench/servers.ts, in this process
-    await inner.listen({ port: 0, host: '127.0.0.1' })
-    return (inner.server.address() as AddressInfo).port
-  })()
-  innerPort.then(
-    port => process.send?.({ type: 'inner-hello', port }),
-    (err: Error) => process.send?.({ type: 'inner-hello', error: err.message })
-  )
 })
 
 // Reached through the manager's private field (the bench only reads from it). The manager creates
