@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { LiveBody, NotReadyBody, ReadyBody } from '../schemas/health.js'
 import { lazyChildLogger } from '../src/logger.js'
 
-const live = { status: 'ok' as const }
+/** The liveness body (also answered by src/fast-path.ts). */
+export const LIVE = { status: 'ok' as const }
 
 const healthRoutes: FastifyPluginAsyncTypebox = async function (app) {
   // Probes are polled every few seconds: their successful requests are not logged.
@@ -15,8 +16,8 @@ const healthRoutes: FastifyPluginAsyncTypebox = async function (app) {
       response: { 200: LiveBody },
     },
   }
-  app.get('/healthz', { ...liveness, schema: { ...liveness.schema, operationId: 'healthz' } }, async () => live)
-  app.get('/health', { ...liveness, schema: { ...liveness.schema, operationId: 'health', summary: 'Same as /healthz' } }, async () => live)
+  app.get('/healthz', { ...liveness, schema: { ...liveness.schema, operationId: 'healthz' } }, async () => LIVE)
+  app.get('/health', { ...liveness, schema: { ...liveness.schema, operationId: 'health', summary: 'Same as /healthz' } }, async () => LIVE)
 
   app.get('/ready', {
     logLevel: 'warn',

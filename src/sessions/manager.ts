@@ -278,6 +278,12 @@ export class SessionManager implements SessionService {
     return this.view(this.get(sessionId))
   }
 
+  /** The status, or undefined for an unknown session (the fast path's lookup: no error built). */
+  findStatus (sessionId: string): SessionStatusType | undefined {
+    const record = this.records.get(sessionId.toLowerCase())
+    return record && this.view(record)
+  }
+
   async cancel (sessionId: string): Promise<CancelBodyType> {
     const record = this.get(sessionId)
     const live = this.live.get(record.session_id)

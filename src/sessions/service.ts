@@ -5,6 +5,8 @@ import type { CancelBodyType, CreateSessionBodyType, SessionStatusType } from '.
 export interface SessionService {
   create (request: CreateSessionBodyType): Promise<SessionStatusType>
   status (sessionId: string): SessionStatusType
+  /** The status, or undefined for an unknown session. */
+  findStatus (sessionId: string): SessionStatusType | undefined
   cancel (sessionId: string): Promise<CancelBodyType>
   /** Serves the session's event stream on a raw response (headers not yet sent). */
   stream (sessionId: string, afterId: number, res: ServerResponse): Promise<void>

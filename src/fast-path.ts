@@ -1,0 +1,111 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import { bearerToken, tokenMatches } from './auth.js'
+import { UUID_PATTERN } from '../schemas/session.js'
+
+/** A polled route's successful answer: its Fastify route pattern (the metric's label) and JSON body. */
+export interface FastAnswer { route: string, body: Buffer }
+
+export interface FastPathOptions {
+  /** The app's request-id generator (shared with Fastify's genReqId, so ids never repeat). */
+  requestId: () => string
+  /** Records the request in the HTTP duration histogram, as the app's onResponse hook does. */
+  observe: (method: string, route: string, statusCode: number, seconds: number) => void
+  /** The shared secret guarding /sessions routes (undefined: open), as plugins/auth.ts checks it. */
+  secret: string | undefined
+}
+
+/**
+ * The probes and the status poll, answered straight from the HTTP server's request listener
+ * before Fastify routes the request — only when the answer is a 200 the Fastify route would
+ * give byte for byte (same body, same headers; checked in test/fast-path.test.ts). Everything
+ * else — other methods, URLs with a query or a trailing slash, a request body, a missing or
+ * wrong token, an unknown session — goes to Fastify, so errors, logging and validation have one
+ * implementation. Why it exists: these routes are polled (the kubelet, the backend's status
+ * loop) and Fastify's per-request machinery was most of their cost (bench/README.md).
+ */
+export class FastPath {
+  private closing = false
+  private readonly exact = new Map<string, () => FastAnswer | undefined>()
+  private status?: (sessionId: string) => Buffer | undefined
+
+  constructor (private readonly opts: FastPathOptions) {}
+
+  /** For Fastify's `serverFactory`: the server Fastify would create, with this path in front. */
+  readonly serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void, options: ServerOptions): http.Server => {
+    const server = http.createServer(options.http ?? {}, (req, res) => {
+      if (!this.answer(req, res)) handler(req, res)
+    })
+    // What Fastify sets on the server it creates itself (lib/server.js).
+    server.keepAliveTimeout = options.keepAliveTimeout ?? 72_000
+    server.requestTimeout = options.requestTimeout ?? 0
+    server.setTimeout(options.connectionTimeout ?? 0)
+    if (options.maxRequestsPerSocket) server.maxRequestsPerSocket = options.maxRequestsPerSocket
+    return server
+  }
+
+  /** A GET route without parameters whose body never changes. */
+  constant (url: string, body: unknown): void {
+    const answer = { route: url, body: Buffer.from(JSON.stringify(body)) }
+    this.exact.set(url, () => answer)
+  }
+
+  /** GET /sessions/{id}/status: the serialized status, or undefined (unknown session). */
+  sessionStatus (serialize: (sessionId: string) => Buffer | undefined): void {
+    this.status = serialize
+  }
+
+  /** From Fastify's preClose on: answers carry `connection: close`, as Fastify's do while closing. */
+  close (): void {
+    this.closing = true
+  }
+
+  private answer (req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method !== 'GET') return false
+    const started = performance.now()
+    const headers = req.headers
+    // A body on a GET is Fastify's business (it is not read here).
+    if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return false
+    const url = req.url ?? ''
+    let answer: FastAnswer | undefined
+    const constant = this.exact.get(url)
+    if (constant !== undefined) {
+      answer = constant()
+    } else if (this.status !== undefined && url.length === STATUS_URL_LENGTH && url.startsWith('/sessions/') && url.endsWith('/status')) {
+      const sessionId = url.slice(10, 46)
+      if (!UUID.test(sessionId) || !this.authorized(headers.authorization)) return false
+      const body = this.status(sessionId)
+      if (body !== undefined) answer = { route: STATUS_ROUTE, body }
+    }
+    if (answer === undefined) return false
+    const requestId = headers['x-request-id'] || this.opts.requestId()
+    const out: http.OutgoingHttpHeaders = {
+      'x-request-id': requestId,
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': answer.body.length,
+    }
+    if (this.closing) out.connection = 'close'
+    res.writeHead(200, out)
+    res.end(answer.body)
+    this.opts.observe('GET', answer.route, 200, (performance.now() - started) / 1000)
+    return true
+  }
+
+  private authorized (authorization: string | undefined): boolean {
+    if (this.opts.secret === undefined) return true
+    const token = bearerToken(authorization)
+    return token !== undefined && tokenMatches(token, this.opts.secret)
+  }
+}
+
+/** The part of Fastify's options that shapes its HTTP server. */
+interface ServerOptions {
+  http?: http.ServerOptions
+  keepAliveTimeout?: number
+  requestTimeout?: number
+  connectionTimeout?: number
+  maxRequestsPerSocket?: number | null
+}
+
+export const STATUS_ROUTE = '/sessions/:sessionId/status'
+const STATUS_URL_LENGTH = '/sessions/'.length + 36 + '/status'.length
+const UUID = new RegExp(UUID_PATTERN)

@@ -1,0 +1,232 @@
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import fc from 'fast-check'
+import fastJson from 'fast-json-stringify'
+import { buildApp } from '../src/app.js'
+import { FastPath } from '../src/fast-path.js'
+import { StatusBodies, sameJson } from '../src/status-bodies.js'
+import { SessionStore, type SessionRecord } from '../src/sessions/store.js'
+import { SessionStatus, type SessionStatusType } from '../schemas/session.js'
+import { tempDirs, testConfig, type TempDirs } from './support/config.js'
+
+const SECRET = 'fast-path-secret'
+const ID = '6f9619ff-8b86-4d11-b42d-00c04fc964ff'
+const auth = { authorization: `Bearer ${SECRET}` }
+
+interface Raw { status: number, headers: http.IncomingHttpHeaders, body: string }
+
+const agent = new http.Agent({ keepAlive: true })
+
+function get (port: number, path: string, headers: http.OutgoingHttpHeaders = {}, method = 'GET', body?: string): Promise<Raw> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent }, res => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { text += chunk })
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+function record (): SessionRecord {
+  return {
+    session_id: ID,
+    status: 'completed',
+    progress: 100,
+    created_at: '2026-12-01T10:00:00.000Z',
+    started_at: '2026-12-01T10:00:00.120Z',
+    updated_at: '2026-12-01T10:00:03.000Z',
+    finished_at: '2026-12-01T10:00:03.000Z',
+    cancelled_at: null,
+    model: { provider: 'anthropic', model: 'claude-sonnet-4-5' },
+    last_event_id: 12,
+    final_message: 'Done: "quoted", \\ backslash, \u2028 and émoji 🎉',
+    files_modified: ['a.txt', 'src/b.ts'],
+    error: null,
+    usage: { input_tokens: 1200, output_tokens: 345 },
+    engine_session_id: 'ses_fast',
+  }
+}
+
+describe('fast path for the polled routes', () => {
+  let dirs: TempDirs
+  let app: FastifyInstance
+  let port: number
+  /**
+   * Requests Fastify answered (its onResponse hooks ran; the client is in this process, so a
+   * response is never read before its hooks have run): the fast path's answers are not among them.
+   */
+  let routed = 0
+
+  before(async () => {
+    dirs = tempDirs()
+    const store = new SessionStore(dirs.stateDir)
+    store.init()
+    store.save(record())
+    app = await buildApp(testConfig(dirs, { OPENCODE_SHARED_SECRET: SECRET, OPENCODE_BIN: '/nonexistent/opencode' }), { logger: false })
+    app.addHook('onResponse', (_request, _reply, done) => {
+      routed++
+      done()
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    port = (app.server.address() as AddressInfo).port
+  })
+  after(async () => {
+    agent.destroy()
+    await app.close()
+    dirs.cleanup()
+  })
+
+  test('liveness and a known session\'s status are answered without Fastify, as Fastify answers them', async () => {
+    for (const [url, headers] of [['/healthz', {}], ['/health', {}], [`/sessions/${ID}/status`, auth], [`/sessions/${ID.toUpperCase()}/status`, auth]] as const) {
+      const before = routed
+      const fast = await get(port, url, headers)
+      assert.equal(routed, before, `${url} went through Fastify`)
+      const viaFastify = await app.inject({ url, headers })
+      assert.equal(routed, before + 1)
+      assert.equal(fast.status, 200)
+      assert.equal(fast.status, viaFastify.statusCode, url)
+      assert.equal(fast.body, viaFastify.body, url)
+      assert.equal(fast.headers['content-type'], viaFastify.headers['content-type'])
+      assert.equal(fast.headers['content-length'], viaFastify.headers['content-length'])
+      assert.equal(fast.headers['keep-alive'], 'timeout=72', 'Fastify\'s keep-alive timeout is kept')
+      assert.match(String(fast.headers['x-request-id']), /^[0-9a-f]{8}-\d+$/)
+    }
+    const status = JSON.parse((await get(port, `/sessions/${ID}/status`, auth)).body) as SessionStatusType
+    assert.deepEqual(status.usage, { input_tokens: 1200, output_tokens: 345 })
+    assert.equal(status.stream_url, `/sessions/${ID}/stream`)
+  })
+
+  test('request ids: a caller\'s id is echoed; generated ids never repeat across both paths', async () => {
+    assert.equal((await get(port, '/healthz', { 'x-request-id': 'trace-42' })).headers['x-request-id'], 'trace-42')
+    const ids = new Set<string>()
+    for (let i = 0; i < 5; i++) {
+      ids.add(String((await get(port, '/healthz')).headers['x-request-id']))
+      ids.add(String((await get(port, '/ready')).headers['x-request-id']))
+    }
+    assert.equal(ids.size, 10)
+  })
+
+  test('everything else goes to Fastify: auth, unknown sessions, bad ids, other methods, queries, bodies', async () => {
+    const cases: Array<[string, string, http.OutgoingHttpHeaders, number, string?]> = [
+      ['GET', `/sessions/${ID}/status`, {}, 401],
+      ['GET', `/sessions/${ID}/status`, { authorization: 'Bearer wrong' }, 401],
+      ['GET', '/sessions/11111111-2222-4333-8444-555555555555/status', auth, 404],
+      ['GET', '/sessions/not-a-uuid-not-a-uuid-not-a-uuid-1234/status', auth, 400],
+      ['HEAD', '/healthz', {}, 200],
+      ['GET', '/healthz?probe=1', {}, 200],
+      ['GET', '/healthz/', {}, 200],
+      ['GET', '/healthz', { 'content-type': 'application/json', 'content-length': '2' }, 200, '{}'],
+      ['POST', '/healthz', {}, 404],
+    ]
+    for (const [method, url, headers, expected, body] of cases) {
+      const before = routed
+      const res = await get(port, url, headers, method, body)
+      assert.equal(res.status, expected, `${method} ${url}: ${res.body}`)
+      assert.equal(routed, before + 1, `${method} ${url} did not reach Fastify`)
+      if (expected === 401) assert.equal(res.headers['www-authenticate'], 'Bearer')
+      if (expected >= 400) assert.equal(typeof JSON.parse(res.body).error, 'string')
+    }
+  })
+
+  test('its answers are counted in the request-duration histogram', async () => {
+    const count = async (route: string): Promise<number> => {
+      const text = (await app.inject({ url: '/metrics' })).body
+      const line = text.split('\n').find(l => l.startsWith('opencode_server_http_request_duration_seconds_count') && l.includes(`route="${route}"`) && l.includes('status_code="200"'))
+      return line ? Number(line.split(' ').at(-1)) : 0
+    }
+    const healthz = await count('/healthz')
+    const status = await count('/sessions/:sessionId/status')
+    for (let i = 0; i < 3; i++) await get(port, '/healthz')
+    await get(port, `/sessions/${ID}/status`, auth)
+    assert.equal(await count('/healthz'), healthz + 3)
+    assert.equal(await count('/sessions/:sessionId/status'), status + 1)
+  })
+})
+
+describe('FastPath on its own', () => {
+  test('once closing, answers carry connection: close, like Fastify\'s while it closes', async () => {
+    const fast = new FastPath({ requestId: () => 'id', observe: () => {}, secret: undefined })
+    fast.constant('/x', { a: 1 })
+    const server = fast.serverFactory((_req, res) => { res.statusCode = 404; res.end() }, {})
+    assert.equal(server.keepAliveTimeout, 72_000)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as AddressInfo).port
+    try {
+      const open = await get(port, '/x')
+      assert.equal(open.headers.connection, 'keep-alive')
+      assert.equal(open.body, '{"a":1}')
+      assert.equal((await get(port, '/y')).status, 404)
+      fast.close()
+      assert.equal((await get(port, '/x')).headers.connection, 'close')
+    } finally {
+      agent.destroy()
+      server.closeAllConnections()
+      await new Promise(resolve => server.close(resolve))
+    }
+  })
+})
+
+describe('StatusBodies', () => {
+  const serialize = fastJson(SessionStatus)
+  const base = (): SessionStatusType => ({ ...record(), stream_url: `/sessions/${ID}/stream` })
+
+  test('a body is reused only while the status is unchanged, whatever changed and however', () => {
+    const statusArb = fc.record({
+      status: fc.constantFrom('pending', 'running', 'completed', 'failed', 'cancelled'),
+      progress: fc.integer({ min: 0, max: 100 }),
+      updated_at: fc.constantFrom('2026-12-01T10:00:03.000Z', '2026-12-01T10:00:03.001Z'),
+      last_event_id: fc.integer({ min: 0, max: 3 }),
+      final_message: fc.option(fc.constantFrom('a', 'b'), { nil: null }),
+      files_modified: fc.array(fc.constantFrom('a.txt', 'b.txt'), { maxLength: 3 }),
+      error: fc.option(fc.record({ code: fc.constantFrom('timeout', 'engine'), message: fc.constantFrom('x', 'y') }), { nil: null }),
+      usage: fc.option(fc.record({ input_tokens: fc.integer({ min: 0, max: 2 }), output_tokens: fc.integer({ min: 0, max: 2 }) }), { nil: null }),
+    })
+    fc.assert(fc.property(fc.array(statusArb, { minLength: 1, maxLength: 12 }), changes => {
+      const bodies = new StatusBodies(serialize)
+      const status = base()
+      for (const change of changes) {
+        // Nested objects changed in place, as a live session's are: the cache must not share them.
+        const { usage, files_modified: files, ...flat } = change
+        Object.assign(status, flat)
+        if (usage && status.usage) Object.assign(status.usage, usage)
+        else status.usage = usage
+        status.files_modified.splice(0, status.files_modified.length, ...files)
+        assert.equal(bodies.body(status).toString(), serialize(status))
+      }
+    }))
+  })
+
+  test('nested objects changed in place after caching are seen', () => {
+    const bodies = new StatusBodies(serialize)
+    const status = base()
+    const first = bodies.body(status)
+    assert.equal(bodies.body(status), first, 'unchanged: the same buffer')
+    status.usage!.output_tokens++
+    assert.equal(bodies.body(status).toString(), serialize(status))
+    status.files_modified.push('c.txt')
+    assert.equal(bodies.body(status).toString(), serialize(status))
+  })
+
+  test('bounded: the oldest session\'s body goes first', () => {
+    const bodies = new StatusBodies(serialize, 2)
+    for (const n of [1, 2, 3]) bodies.body({ ...base(), session_id: `s${n}` })
+    const cache = (bodies as unknown as { cache: Map<string, unknown> }).cache
+    assert.deepEqual([...cache.keys()], ['s2', 's3'])
+  })
+
+  test('sameJson compares JSON values deeply', () => {
+    assert.ok(sameJson({ a: [1, { b: null }] }, { a: [1, { b: null }] }))
+    assert.ok(!sameJson({ a: [1] }, { a: [1, 2] }))
+    assert.ok(!sameJson({ a: 1 }, { a: 1, b: 2 }))
+    assert.ok(!sameJson({ a: 1, b: 2 }, { a: 1 }))
+    assert.ok(!sameJson([1], { 0: 1 }))
+    assert.ok(!sameJson(null, {}))
+    assert.ok(!sameJson('1', 1))
+  })
+})
