@@ -7,9 +7,10 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import fc from 'fast-check'
 import { checkVersion, OPENCODE_VERSION, resolveOpencodeBin } from '../src/engine/binary.js'
 import { EngineClient, EngineRequestError } from '../src/engine/client.js'
-import { EngineEventStream, SseParser, toEngineEvent, type EngineEvent } from '../src/engine/event-stream.js'
+import { EngineEventStream, SseParser, toEngineEvent, type EngineEvent, type SseMessage } from '../src/engine/event-stream.js'
 import { descendants, isAlive, readProc, type ProcInfo } from '../src/engine/process-tree.js'
 import { EngineSupervisor, type EngineDownInfo, type EngineLogger, type EngineReadyInfo } from '../src/engine/supervisor.js'
 
@@ -82,6 +83,28 @@ describe('SSE parsing', () => {
       { type: 'c', properties: {}, id: 'evt_1' },
     ])
     assert.equal(toEngineEvent({ data: 'not json' }), undefined)
+  })
+
+  it('gives the same messages however the stream is cut into chunks', () => {
+    // Lines of any length (long ones span many chunks, like a tool's output), any line ends.
+    const line = fc.oneof(
+      fc.constantFrom('', ': comment', 'event: x', 'id: 3'),
+      fc.string({ unit: fc.constantFrom('a', 'b', ' ', ':', '{', '"', 'é'), maxLength: 300 }).map(v => `data: ${v}`)
+    )
+    const stream = fc.array(fc.tuple(line, fc.constantFrom('\n', '\r', '\r\n')), { maxLength: 40 })
+      .map(lines => lines.map(([text, end]) => text + end).join('') + '\n\n')
+    fc.assert(fc.property(stream, fc.array(fc.nat(), { maxLength: 20 }), (text, cuts) => {
+      const whole = new SseParser().push(text)
+      const parser = new SseParser()
+      const pieces: SseMessage[] = []
+      let at = 0
+      for (const cut of [...cuts.map(c => c % (text.length + 1))].sort((x, y) => x - y)) {
+        pieces.push(...parser.push(text.slice(at, cut)))
+        at = cut
+      }
+      pieces.push(...parser.push(text.slice(at)))
+      assert.deepEqual(pieces, whole)
+    }), { numRuns: 500 })
   })
 })
 

@@ -14,6 +14,8 @@ export interface SseMessage {
   data: string
 }
 
+const LINE_END = /\r\n?|\n/g
+
 /**
  * Incremental parser for `text/event-stream` (WHATWG rules): LF, CRLF and CR line ends (also split
  * across chunks), `:` comments, multi-line `data`, one optional space after the colon.
@@ -28,23 +30,22 @@ export class SseParser {
   /** Feeds decoded text; returns the messages it completed. */
   push (chunk: string): SseMessage[] {
     const out: SseMessage[] = []
+    if (chunk === '') return out // (a decoder may yield nothing): a pending CR stays pending
     let text = chunk
     // A CR at the end of the previous chunk already ended its line; drop the LF of a split CRLF.
     if (this.#pendingCR && text.startsWith('\n')) text = text.slice(1)
     this.#pendingCR = false
-    this.#buffer += text
+    const buffer = this.#buffer + text
+    // The kept buffer is a partial line (no line end in it): the scan starts after it, so a long
+    // event (a tool's output, tens of KB) arriving in many chunks is not rescanned for each one.
+    LINE_END.lastIndex = this.#buffer.length
     let start = 0
-    for (let i = 0; i < this.#buffer.length; i++) {
-      const c = this.#buffer[i]
-      if (c !== '\n' && c !== '\r') continue
-      this.#line(this.#buffer.slice(start, i), out)
-      if (c === '\r') {
-        if (i + 1 === this.#buffer.length) this.#pendingCR = true
-        else if (this.#buffer[i + 1] === '\n') i++
-      }
-      start = i + 1
+    for (let m = LINE_END.exec(buffer); m !== null; m = LINE_END.exec(buffer)) {
+      this.#line(buffer.slice(start, m.index), out)
+      start = LINE_END.lastIndex
+      if (m[0] === '\r' && start === buffer.length) this.#pendingCR = true
     }
-    this.#buffer = this.#buffer.slice(start)
+    this.#buffer = start === 0 ? buffer : buffer.slice(start)
     return out
   }
 
