@@ -291,7 +291,7 @@ describe('sessions on the real engine', () => {
       const out = {}
       out.bootstrap = (await fetch(base + '/bootstrap', { method: 'POST' })).status
       out.model = (await fetch(base + '/p/openai-compatible/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json', 'x-ocs-session': process.argv[1] ?? 'x' }, body: '{"model":"m","messages":[]}' })).status
-      out.toolCheck = (await fetch(base + '/tool-check', { method: 'POST', headers: { 'x-ocs-token': 'guess' }, body: '{}' })).status
+      out.tools = (await fetch(base + '/tools', { method: 'POST', headers: { 'x-ocs-token': 'guess' }, body: '{}' })).status
       require('fs').writeFileSync('gateway-probe.json', JSON.stringify(out))
     `
     writeFileSync(path.join(h.dirs.workspaceDir, 'probe.cjs'), `(async () => {${probe}})()`)
@@ -303,7 +303,7 @@ describe('sessions on the real engine', () => {
     await createSession(h, body)
     await readStream(h, body.session_id)
     const result = JSON.parse(readFileSync(path.join(h.dirs.workspaceDir, 'gateway-probe.json'), 'utf8'))
-    assert.deepEqual(result, { bootstrap: 403, model: 401, toolCheck: 401 })
+    assert.deepEqual(result, { bootstrap: 403, model: 401, tools: 401 })
     assert.equal(h.model.requests.filter(r => r.userTexts.length === 0).length, 0, 'no model request without a conversation got through')
   })
 

@@ -98,11 +98,10 @@ export class ProviderGateway {
     const engineSession = req.headers[SESSION_HEADER]
     if (typeof engineSession !== 'string' || !engineSession) return reply(res, 400, { error: { message: 'missing session' } })
 
-    if (req.method === 'POST' && url.pathname === '/tool-check') {
-      const { tool } = JSON.parse((await readBody(req, 64 * 1024)).toString('utf8')) as { tool?: unknown }
+    if (req.method === 'POST' && url.pathname === '/tools') {
+      // The session's enabled tools (engine ids), for the plugin's check before any tool runs.
       const route = await this.opts.resolve(engineSession)
-      const allowed = route !== undefined && typeof tool === 'string' && route.allowedTools.has(tool)
-      return reply(res, 200, { allowed, reason: allowed ? undefined : `The tool "${String(tool)}" is not enabled for this session` })
+      return reply(res, 200, { tools: route === undefined ? null : [...route.allowedTools] })
     }
 
     const match = /^\/p\/(openai|anthropic|google|openai-compatible)(\/.*)$/.exec(url.pathname)

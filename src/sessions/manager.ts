@@ -175,8 +175,8 @@ export class SessionManager implements SessionService {
     const id = request.session_id.toLowerCase()
     if (this.records.has(id)) throw new ServiceError('conflict', `Session ${id} already exists`, { session_id: id })
     const notReady = this.notReadyReason() ??
-      await checkDirectory(this.config.workspaceDir) ??
-      await checkDirectory(this.config.stateDir, 'state')
+      (await Promise.all([checkDirectory(this.config.workspaceDir), checkDirectory(this.config.stateDir, 'state')])).find(r => r !== null) ??
+      null
     if (notReady) throw new ServiceError('not_ready', `Not ready: ${notReady}`, undefined, RETRY_AFTER_NOT_READY)
     // Again after the awaits: a concurrent request may have taken the id meanwhile.
     if (this.records.has(id)) throw new ServiceError('conflict', `Session ${id} already exists`, { session_id: id })
@@ -632,16 +632,26 @@ export class SessionManager implements SessionService {
 
   /** Retention: ended sessions beyond the count, or older than the age limit, are deleted. */
   private async sweep (): Promise<void> {
-    const ended = [...this.records.values()]
-      .filter(r => !ACTIVE.has(r.status) && !this.live.has(r.session_id))
-      .sort((a, b) => (b.finished_at ?? b.updated_at).localeCompare(a.finished_at ?? a.updated_at))
+    const ended = [...this.records.values()].filter(r => !ACTIVE.has(r.status) && !this.live.has(r.session_id))
     const cutoff = Date.now() - this.config.retentionMs
-    for (const [index, record] of ended.entries()) {
-      if (index < this.config.retentionCount && Date.parse(record.finished_at ?? record.updated_at) >= cutoff) continue
+    const expired = (r: SessionRecord): boolean => Date.parse(endedAt(r)) < cutoff
+    let doomed: SessionRecord[]
+    if (ended.length <= this.config.retentionCount) {
+      doomed = ended.filter(expired) // (runs at every session's end: no sort unless over the count)
+    } else {
+      // Newest first; the timestamps are ISO 8601 UTC, so they sort as strings.
+      ended.sort((a, b) => endedAt(a) < endedAt(b) ? 1 : endedAt(a) > endedAt(b) ? -1 : 0)
+      doomed = ended.filter((r, index) => index >= this.config.retentionCount || expired(r))
+    }
+    for (const record of doomed) {
       this.records.delete(record.session_id)
       await this.store.remove(record.session_id)
     }
   }
+}
+
+function endedAt (record: SessionRecord): string {
+  return record.finished_at ?? record.updated_at
 }
 
 /** The readiness probe's short-lived file (see src/readiness.ts). */

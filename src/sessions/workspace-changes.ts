@@ -5,6 +5,7 @@ import path from 'node:path'
 export type WorkspaceSnapshot = Map<string, string>
 
 const SKIPPED_DIRS = new Set(['.git'])
+const STAT_BATCH = 64
 
 /**
  * Records every file of the workspace with its modification time and size, so the files a
@@ -23,20 +24,29 @@ export async function snapshotWorkspace (root: string, maxEntries = 200_000): Pr
     } catch {
       continue
     }
-    for (const name of names) {
-      if (++entries > maxEntries) return { files, complete: false }
-      const rel = relative ? `${relative}/${name}` : name
-      try {
-        const stat = await lstat(path.join(root, rel))
+    if (entries + names.length > maxEntries) {
+      names = names.slice(0, maxEntries - entries)
+      entries = maxEntries + 1
+    } else {
+      entries += names.length
+    }
+    // A directory's entries are stat'ed concurrently, a batch at a time: one after the other, each
+    // waits for a round trip through libuv's thread pool (a few ms for a small workspace).
+    for (let i = 0; i < names.length; i += STAT_BATCH) {
+      const batch = names.slice(i, i + STAT_BATCH)
+      const stats = await Promise.all(batch.map(name => lstat(path.join(root, relative, name)).catch(() => undefined)))
+      for (const [k, stat] of stats.entries()) {
+        if (stat === undefined) continue // removed while walking
+        const name = batch[k]
+        const rel = relative ? `${relative}/${name}` : name
         if (stat.isDirectory()) {
           if (!SKIPPED_DIRS.has(name)) queue.push(rel)
         } else {
           files.set(rel, `${stat.mtimeMs}:${stat.size}`)
         }
-      } catch {
-        // removed while walking
       }
     }
+    if (entries > maxEntries) return { files, complete: false }
   }
   return { files, complete: true }
 }
