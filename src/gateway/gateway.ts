@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { tokenMatches } from '../auth.js'
@@ -19,7 +19,8 @@ export interface GatewayOptions {
 }
 
 const FORWARDED_REQUEST_HEADERS = new Set(['content-type', 'accept', 'anthropic-beta', 'anthropic-version', 'openai-beta', 'user-agent'])
-const DROPPED_RESPONSE_HEADERS = new Set(['content-length', 'content-encoding', 'transfer-encoding', 'connection', 'keep-alive'])
+// Hop-by-hop: the engine's connection to the gateway is its own.
+const DROPPED_RESPONSE_HEADERS = new Set(['transfer-encoding', 'connection', 'keep-alive'])
 
 /**
  * The loopback gateway between the engine and the model providers. The engine's provider
@@ -36,6 +37,8 @@ export class ProviderGateway {
   private token = ''
   private claimed = false
   private readonly maxBodyBytes: number
+  private readonly httpAgent = new http.Agent({ keepAlive: true })
+  private readonly httpsAgent = new https.Agent({ keepAlive: true })
 
   constructor (private readonly opts: GatewayOptions) {
     this.maxBodyBytes = opts.maxBodyBytes ?? 64 * 1024 * 1024
@@ -80,6 +83,8 @@ export class ProviderGateway {
     this.server = undefined
     server.closeAllConnections()
     await new Promise<void>(resolve => server.close(() => resolve()))
+    this.httpAgent.destroy()
+    this.httpsAgent.destroy()
   }
 
   private authorized (req: IncomingMessage): boolean {
@@ -113,41 +118,51 @@ export class ProviderGateway {
 
   private async forward (req: IncomingMessage, res: ServerResponse, route: SessionRoute, rest: string, search: string): Promise<void> {
     const raw = await readBody(req, this.maxBodyBytes)
-    let body: string
+    let body: Buffer
     try {
-      body = JSON.stringify(rewriteBody(route, JSON.parse(raw.toString('utf8')) as Record<string, unknown>))
+      body = Buffer.from(JSON.stringify(rewriteBody(route, JSON.parse(raw.toString('utf8')) as Record<string, unknown>)))
     } catch {
       return reply(res, 400, { error: { message: 'the engine sent a body that is not JSON' } })
     }
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string | number> = {}
     for (const [name, value] of Object.entries(req.headers)) {
       if (FORWARDED_REQUEST_HEADERS.has(name) && typeof value === 'string') headers[name] = value
     }
     Object.assign(headers, credentialHeaders(route))
-    const abort = new AbortController()
-    res.on('close', () => abort.abort())
+    headers['content-length'] = body.length
     const target = upstreamUrl(route, rest, search)
-    let upstream: Response
-    try {
-      upstream = await fetch(target, { method: 'POST', headers, body, signal: abort.signal })
-    } catch (err) {
-      if (abort.signal.aborted) return
-      this.opts.log.warn({ err: (err as Error).message, host: target.host }, 'provider unreachable')
-      return reply(res, 502, { error: { message: `provider unreachable: ${(err as Error).message}` } })
-    }
-    const responseHeaders: Record<string, string> = {}
-    upstream.headers.forEach((value, name) => { if (!DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value })
-    res.writeHead(upstream.status, responseHeaders)
-    res.flushHeaders()
-    if (!upstream.body) {
-      res.end()
-      return
-    }
-    try {
-      await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream), res)
-    } catch {
-      res.destroy()
-    }
+    const secure = target.protocol === 'https:'
+    // node:http(s) with keep-alive, not fetch: the response's chunks (a model's tokens) are piped
+    // to the engine as they come, with no WHATWG stream in between. The body passes as sent
+    // (no accept-encoding is forwarded, so providers answer uncompressed).
+    const upstream = (secure ? https : http).request(target, { method: 'POST', headers, agent: secure ? this.httpsAgent : this.httpAgent })
+    // The engine went away (an abort): so does the provider request. (After a complete answer, the
+    // socket goes back to the keep-alive pool instead.)
+    res.on('close', () => { if (!res.writableFinished) upstream.destroy() })
+    await new Promise<void>(resolve => {
+      upstream.on('error', err => {
+        if (!res.headersSent && !res.destroyed) {
+          this.opts.log.warn({ err: err.message, host: target.host }, 'provider unreachable')
+          reply(res, 502, { error: { message: `provider unreachable: ${err.message}` } })
+        } else {
+          res.destroy()
+        }
+        resolve()
+      })
+      upstream.on('response', up => {
+        const responseHeaders: Record<string, string | string[]> = {}
+        for (const [name, value] of Object.entries(up.headers)) {
+          if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value
+        }
+        res.writeHead(up.statusCode ?? 502, responseHeaders)
+        res.flushHeaders()
+        pipeline(up, res).then(resolve, () => {
+          res.destroy()
+          resolve()
+        })
+      })
+      upstream.end(body)
+    })
   }
 }
 
