@@ -73,7 +73,16 @@ test('a tool: one call, only new console output, one result with its duration; r
   assert.ok(events.filter(e => e.event === 'output').every(e => e.data.source === 'tool' && e.data.call_id === 'c1'))
   assert.equal(events[4].data.status, 'completed')
   assert.equal(events[4].data.duration_ms, 250)
-  assert.deepEqual(events[4].data.result, { output: '1\n2\n3\n', title: 'seq 3', metadata: { output: '1\n2\n3\n', exit: 0 } })
+  assert.deepEqual(events[4].data.result, { output: '1\n2\n3\n', title: 'seq 3', metadata: { exit: 0 } }, 'metadata without its copy of the output')
+})
+
+test('tool metadata keeps a streamed output that differs from the result, and is left out when nothing else is in it', () => {
+  const { events, mapper } = setup()
+  mapper.message('m1', 'assistant')
+  mapper.part(tool('completed', { output: 'short', metadata: { output: 'short' }, time: { start: 1, end: 2 } }))
+  assert.deepEqual(events.at(-1)!.data.result, { output: 'short' })
+  mapper.part({ ...tool('completed', { output: 'truncated…', metadata: { output: 'the whole output', exit: 1 } }), callID: 'c2' })
+  assert.deepEqual(events.at(-1)!.data.result, { output: 'truncated…', metadata: { output: 'the whole output', exit: 1 } })
 })
 
 test('a failed tool reports its error; usage is counted once per step; written files are relative', () => {

@@ -209,7 +209,12 @@ export class EventMapper {
     const end = state.time?.end
     const result: Record<string, unknown> = { output: state.output ?? '' }
     if (state.title) result.title = state.title
-    if (state.metadata) result.metadata = state.metadata
+    if (state.metadata) {
+      // The engine's bash metadata repeats the whole output (tens of KB): kept once, in `output`.
+      const { output: streamedOutput, ...rest } = state.metadata
+      const metadata = streamedOutput !== undefined && streamedOutput === state.output ? rest : state.metadata
+      if (Object.keys(metadata).length > 0) result.metadata = metadata
+    }
     if (status === 'error') result.error = state.error ?? 'tool failed'
     this.emit('tool_result', {
       ...base,
