@@ -126,19 +126,24 @@ try {
   // ---- control plane ----
   const hello = await startServer(scripts.servers, 'hello')
   const helloTwin = await startServer(scripts.servers, 'hello')
-  cleanups.push(() => hello.stop(), () => helloTwin.stop())
+  const statusUrl = `${url}/sessions/${overhead.sessionId}/status`
+  const statusBytes = (await (await fetch(statusUrl)).arrayBuffer()).byteLength
+  const helloSized = await startServer(scripts.servers, 'hello', String(statusBytes))
+  cleanups.push(() => hello.stop(), () => helloTwin.stop(), () => helloSized.stop())
   // What any node + Fastify process costs, for scale.
   const helloRss = rssOf(hello.child.pid!) / MB
   const control = await measureControlPlane({
     hello: { url: `${hello.url}/`, pid: hello.child.pid! },
     hello_twin: { url: `${helloTwin.url}/`, pid: helloTwin.child.pid! },
+    hello_sized: { url: `${helloSized.url}/`, pid: helloSized.child.pid! },
     inner_hello: { url: await sidecar.innerHello(), pid: sidecar.pid },
     healthz: { url: `${url}/healthz`, pid: sidecar.pid },
-    status: { url: `${url}/sessions/${overhead.sessionId}/status`, pid: sidecar.pid },
+    status: { url: statusUrl, pid: sidecar.pid },
   }, CONTROL_ROUNDS, CONTROL_SECONDS)
   log(`control plane: ${JSON.stringify({ ...control, rps: undefined })}`)
   await hello.stop()
   await helloTwin.stop()
+  await helloSized.stop()
 
   // ---- fan-out ----
   const sidecarSse = await startServer(scripts.servers, 'sidecar-sse')
@@ -163,10 +168,15 @@ try {
     // Attribution: a bare hello-world inside the sidecar's process vs in its own; the sidecar's
     // routes vs that in-process hello-world (see bench/README.md).
     control_plane_attribution: {
+      status_body_bytes: statusBytes,
+      hello_with_status_sized_body_ratio: round(control.hello_sized_ratio),
+      status_vs_hello_with_status_sized_body: round(control.status_vs_sized_ratio),
       in_process_hello_ratio: round(control.inner_hello_ratio),
       healthz_vs_in_process_hello: round(control.healthz_vs_inner_ratio),
       status_vs_in_process_hello: round(control.status_vs_inner_ratio),
       cpu: {
+        hello_with_status_sized_body_ratio: round(control.cpu_hello_sized_ratio),
+        status_vs_hello_with_status_sized_body: round(control.cpu_status_vs_sized_ratio),
         in_process_hello_ratio: round(control.cpu_inner_hello_ratio),
         healthz_vs_in_process_hello: round(control.cpu_healthz_vs_inner_ratio),
         status_vs_in_process_hello: round(control.cpu_status_vs_inner_ratio),
@@ -212,7 +222,8 @@ try {
     `start-up healthz ${startup.healthz_ms_median} ms, ready ${startup.ready_ms_median} ms, engine listening ${startup.engine_listening_ms_median} ms after spawn; ` +
     `session a=${overhead.via_sidecar_ms_median} ms b=${overhead.direct_ms_median} ms; ` +
     `control plane A/A (hello-world vs its twin) ${results.control_plane_aa_ratio}, CPU-per-request ratios healthz ${results.control_plane_cpu_ratio.healthz} status ${results.control_plane_cpu_ratio.status} A/A ${results.control_plane_cpu_ratio.aa}; ` +
-    `hello-world inside the sidecar's process vs its own ${results.control_plane_attribution.in_process_hello_ratio}, healthz vs that ${results.control_plane_attribution.healthz_vs_in_process_hello}, status vs that ${results.control_plane_attribution.status_vs_in_process_hello}`)
+    `hello-world inside the sidecar's process vs its own ${results.control_plane_attribution.in_process_hello_ratio}, healthz vs that ${results.control_plane_attribution.healthz_vs_in_process_hello}, status vs that ${results.control_plane_attribution.status_vs_in_process_hello}; ` +
+    `hello-world with a ${statusBytes}-byte body (the status document's size) vs hello-world ${results.control_plane_attribution.hello_with_status_sized_body_ratio}, status vs that ${results.control_plane_attribution.status_vs_hello_with_status_sized_body}`)
   console.log('written: bench/results.json')
 } finally {
   await cleanUp()

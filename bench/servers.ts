@@ -1,4 +1,5 @@
-// Baselines and the fan-out host, one per process: `hello` (bare Fastify hello-world),
+// Baselines and the fan-out host, one per process: `hello` (bare Fastify hello-world; `hello N`:
+// the same with an N-byte body),
 // `bare-sse` (bare Fastify SSE broadcast), `sidecar-sse` (the sidecar's EventLog + StreamRegistry
 // behind a Fastify route, as the session stream route uses them).
 import Fastify from 'fastify'
@@ -15,7 +16,7 @@ import { FANOUT_BATCH, fanoutEvent } from './lib/fanout-events.js'
 import { helloWorld } from './lib/hello.js'
 
 const mode = process.argv[2]
-const app = mode === 'hello' ? helloWorld() : Fastify({ logger: false })
+const app = mode === 'hello' ? helloWorld(process.argv[3] === undefined ? undefined : Number(process.argv[3])) : Fastify({ logger: false })
 let cleanup = (): void => {}
 
 if (mode === 'bare-sse') {

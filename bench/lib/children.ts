@@ -129,8 +129,8 @@ export interface Server {
 }
 
 /** One of bench/servers.ts's modes in its own process. */
-export async function startServer (script: string, mode: string): Promise<Server> {
-  const child = track(fork(script, [mode], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+export async function startServer (script: string, mode: string, ...args: string[]): Promise<Server> {
+  const child = track(fork(script, [mode, ...args], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
   const url = await new Promise<string>((resolve, reject) => {
     child.on('message', (m: { type: string, port: number }) => { if (m.type === 'listening') resolve(`http://127.0.0.1:${m.port}`) })
     child.once('exit', code => reject(new Error(`${mode} server exited (${code})`)))

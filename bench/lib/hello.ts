@@ -1,8 +1,13 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 
-/** The control plane's baseline: a bare Fastify hello-world (no logger, no hooks, no schema). */
-export function helloWorld (): FastifyInstance {
+/**
+ * The control plane's baseline: a bare Fastify hello-world (no logger, no hooks, no schema).
+ * With `bodyBytes`, the same answering a JSON body of that size (`{"hello":"xxx…"}`): the status
+ * document is ~650 bytes where hello-world's is 17, and a body's size alone costs throughput.
+ */
+export function helloWorld (bodyBytes?: number): FastifyInstance {
   const app = Fastify({ logger: false })
-  app.get('/', async () => ({ hello: 'world' }))
+  const body = bodyBytes === undefined ? { hello: 'world' } : { hello: 'x'.repeat(Math.max(0, bodyBytes - '{"hello":""}'.length)) }
+  app.get('/', async () => body)
   return app
 }

@@ -3,7 +3,7 @@ import { cpuMsOf } from '../lib/proc.js'
 import { median } from '../lib/stats.js'
 
 export interface Target { url: string, pid: number }
-export type ControlTargets = Record<'hello' | 'hello_twin' | 'inner_hello' | 'healthz' | 'status', Target>
+export type ControlTargets = Record<'hello' | 'hello_twin' | 'hello_sized' | 'inner_hello' | 'healthz' | 'status', Target>
 
 async function slice (target: Target, durationS: number): Promise<{ rps: number, cpuUsPerRequest: number }> {
   const cpu0 = cpuMsOf(target.pid)
@@ -23,6 +23,8 @@ async function slice (target: Target, durationS: number): Promise<{ rps: number,
  * `inner_hello` is the same hello-world served from inside the sidecar's process: it splits the
  * gap into what that process costs any request (inner_hello vs hello) and what the sidecar's own
  * request path adds (healthz and status vs inner_hello, same process, same moment).
+ * `hello_sized` is the hello-world answering a body the size of the status document: how much of
+ * the status route's gap is its answer's size (hello_sized vs hello) rather than its work.
  * The server's CPU time per request (from /proc) is reported as a second, steadier view.
  */
 export async function measureControlPlane (targets: ControlTargets, rounds: number, durationS: number) {
@@ -49,6 +51,8 @@ export async function measureControlPlane (targets: ControlTargets, rounds: numb
     healthz_ratio: ratio('healthz'),
     status_ratio: ratio('status'),
     aa_ratio: ratio('hello_twin'),
+    hello_sized_ratio: ratio('hello_sized'),
+    status_vs_sized_ratio: ratio('status', 'hello_sized'),
     inner_hello_ratio: ratio('inner_hello'),
     healthz_vs_inner_ratio: ratio('healthz', 'inner_hello'),
     status_vs_inner_ratio: ratio('status', 'inner_hello'),
@@ -56,6 +60,8 @@ export async function measureControlPlane (targets: ControlTargets, rounds: numb
     cpu_healthz_ratio: cpuRatio('healthz'),
     cpu_status_ratio: cpuRatio('status'),
     cpu_aa_ratio: cpuRatio('hello_twin'),
+    cpu_hello_sized_ratio: cpuRatio('hello_sized'),
+    cpu_status_vs_sized_ratio: cpuRatio('status', 'hello_sized'),
     cpu_inner_hello_ratio: cpuRatio('inner_hello'),
     cpu_healthz_vs_inner_ratio: cpuRatio('healthz', 'inner_hello'),
     cpu_status_vs_inner_ratio: cpuRatio('status', 'inner_hello'),
