@@ -25,6 +25,7 @@ export interface FastPathOptions {
  */
 export class FastPath {
   private closing = false
+  private server?: http.Server
   private readonly exact = new Map<string, () => FastAnswer | undefined>()
   private status?: (sessionId: string) => Buffer | undefined
 
@@ -40,6 +41,7 @@ export class FastPath {
     server.requestTimeout = options.requestTimeout ?? 0
     server.setTimeout(options.connectionTimeout ?? 0)
     if (options.maxRequestsPerSocket) server.maxRequestsPerSocket = options.maxRequestsPerSocket
+    this.server = server
     return server
   }
 
@@ -54,9 +56,20 @@ export class FastPath {
     this.status = serialize
   }
 
-  /** From Fastify's preClose on: answers carry `connection: close`, as Fastify's do while closing. */
+  /**
+   * From Fastify's preClose on: answers carry `connection: close`, as Fastify's do while closing.
+   * And keep-alive connections that become idle while the server closes are closed too: Node closes
+   * the idle ones once, when `close()` begins, so a connection whose request was in flight then
+   * stayed open — and the server with it — until its keep-alive timeout (72 s), far past the
+   * shutdown grace (seen as a rare forced exit when SIGTERM met a status poll or a probe).
+   */
   close (): void {
     this.closing = true
+    const server = this.server
+    if (server === undefined) return
+    const sweep = setInterval(() => server.closeIdleConnections(), 50)
+    sweep.unref()
+    server.once('close', () => clearInterval(sweep))
   }
 
   private answer (req: IncomingMessage, res: ServerResponse): boolean {

@@ -149,6 +149,32 @@ describe('fast path for the polled routes', () => {
   })
 })
 
+describe('closing with a request in flight', () => {
+  test('a keep-alive connection whose request was in flight when closing began does not hold the server open', async () => {
+    const dirs = tempDirs()
+    const app = await buildApp(testConfig(dirs, { OPENCODE_BIN: '/nonexistent/opencode' }), { logger: false })
+    app.get('/slow', async () => {
+      await new Promise(resolve => setTimeout(resolve, 300))
+      return { slow: true }
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const port = (app.server.address() as AddressInfo).port
+    try {
+      const answer = get(port, '/slow')
+      await new Promise(resolve => setTimeout(resolve, 100))
+      const started = Date.now()
+      const closed = app.close().then(() => Date.now() - started)
+      assert.equal((await answer).status, 200, 'the request in flight is answered')
+      const ms = await Promise.race([closed, new Promise<number>(resolve => setTimeout(() => resolve(Infinity), 5000))])
+      assert.ok(ms < 2000, `closed after ${ms} ms (Node alone waits for the 72 s keep-alive timeout)`)
+    } finally {
+      agent.destroy()
+      await app.close()
+      dirs.cleanup()
+    }
+  })
+})
+
 describe('FastPath on its own', () => {
   test('once closing, answers carry connection: close, like Fastify\'s while it closes', async () => {
     const fast = new FastPath({ requestId: () => 'id', observe: () => {}, secret: undefined })

@@ -100,11 +100,13 @@ describe('SIGTERM', () => {
     const marker = `sleep 63.${process.pid}`
     model.setHandler(scenario([{ toolCalls: [{ name: 'bash', args: { command: marker, description: 'long' } }] }, { text: 'never' }]))
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-      env: { PATH: process.env.PATH, WORKSPACE_DIR: dirs.workspaceDir, STATE_DIR: dirs.stateDir, PORT: String(port), HOST: '127.0.0.1', SHUTDOWN_GRACE: '20', LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env.PATH, WORKSPACE_DIR: dirs.workspaceDir, STATE_DIR: dirs.stateDir, PORT: String(port), HOST: '127.0.0.1', SHUTDOWN_GRACE: '20', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     })
+    // Its log, for the message if the exit goes wrong (what the shutdown was waiting for).
     let stderr = ''
-    child.stderr!.on('data', (chunk) => { stderr += chunk })
+    child.stdout!.on('data', (chunk) => { stderr = (stderr + chunk).slice(-6000) })
+    child.stderr!.on('data', (chunk) => { stderr = (stderr + chunk).slice(-6000) })
     const exited = new Promise<{ code: number | null, at: number }>(resolve => child.once('exit', code => resolve({ code, at: Date.now() })))
     try {
       await waitReady(url, 90_000)
