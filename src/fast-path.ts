@@ -66,7 +66,7 @@ export class FastPath {
   close (): void {
     this.closing = true
     const server = this.server
-    if (server === undefined) return
+    if (server === undefined || !server.listening) return
     const sweep = setInterval(() => server.closeIdleConnections(), 50)
     sweep.unref()
     server.once('close', () => clearInterval(sweep))
