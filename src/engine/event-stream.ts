@@ -258,14 +258,14 @@ export class EngineEventStream extends EventEmitter<EngineEventStreamEvents> {
       this.#logger?.warn({ data: message.data.slice(0, 200) }, 'unparsable engine event')
       return
     }
-    if (event.type === 'server.connected' && !this.#connected) {
-      this.#connected = true
-      const reconnect = this.#everConnected
-      this.#everConnected = true
-      this.emit('connected', { reconnect })
-      if (reconnect) this.emit('reconnected')
-    }
     try {
+      if (event.type === 'server.connected' && !this.#connected) {
+        this.#connected = true
+        const reconnect = this.#everConnected
+        this.#everConnected = true
+        this.emit('connected', { reconnect })
+        if (reconnect) this.emit('reconnected')
+      }
       this.emit('event', event)
     } catch (err) {
       // A consumer's bug must not cost the stream (and with it every session's events).
