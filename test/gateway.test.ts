@@ -2,10 +2,12 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import http from 'node:http'
+import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import { ProviderGateway, SESSION_HEADER, TOKEN_HEADER } from '../src/gateway/gateway.js'
 import type { SessionRoute } from '../src/gateway/providers.js'
+import { SELF_SIGNED_CERT, SELF_SIGNED_KEY } from './support/tls.js'
 
 const KEY = 'sk-gateway-test'
 
@@ -97,6 +99,23 @@ describe('provider gateway', () => {
     const answer = await engineRequest({ model: 'x', messages: [] })
     assert.equal(answer.status, 502)
     assert.match((JSON.parse(answer.body) as { error: { message: string } }).error.message, /provider unreachable: .*ECONNREFUSED/)
+  })
+
+  test('an https provider is reached over TLS, and its certificate is verified', async () => {
+    const tls = https.createServer({ key: SELF_SIGNED_KEY, cert: SELF_SIGNED_CERT }, (_req, res) => { res.end('{}') })
+    tls.listen(0, '127.0.0.1')
+    await once(tls, 'listening')
+    let handshakes = 0
+    tls.on('secureConnection', () => handshakes++)
+    try {
+      endpoint = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/v1`
+      const answer = await engineRequest({ model: 'x', messages: [] })
+      assert.equal(answer.status, 502)
+      assert.match((JSON.parse(answer.body) as { error: { message: string } }).error.message, /provider unreachable: .*self-signed certificate/)
+      assert.equal(handshakes, 0, 'no request went to a provider whose certificate is not trusted')
+    } finally {
+      tls.close()
+    }
   })
 
   test('when the engine goes away mid-answer, the provider request is closed too', async () => {
