@@ -61,7 +61,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     bodyLimit: BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     genReqId: requestId,
-    serverFactory: fast.serverFactory,
     // During shutdown the app answers for itself: probes stay truthful (/healthz 200, /ready
     // 503 with its reason) and new sessions get the contract's 503.
     return503OnClosing: false,
@@ -76,6 +75,15 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const bodies = validator({ coerceTypes: false })
   const others = validator({ coerceTypes: 'array' })
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodies : others).compile(schema))
+
+  // The polled routes' successful answers are served ahead of Fastify (src/fast-path.ts). Its
+  // closing hook is the first preClose hook, so its answers say `connection: close` as soon as
+  // Fastify's do (the sessions plugin's hook, later, may wait seconds for sessions to end).
+  fast.attach(app.server)
+  app.addHook('preClose', done => {
+    fast.close()
+    done()
+  })
 
   // Every body is JSON: anything else (text/plain included) is a 415.
   app.removeContentTypeParser('text/plain')
@@ -94,17 +102,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(healthRoutes)
   await app.register(sessionRoutes)
 
-  // The polled routes' successful answers, served ahead of Fastify (see src/fast-path.ts).
   fast.constant('/healthz', LIVE)
   fast.constant('/health', LIVE)
   const statusBodies = new StatusBodies(fastJson(SessionStatus))
   fast.sessionStatus(id => {
     const status = app.sessions.findStatus(id)
     return status && statusBodies.body(status)
-  })
-  app.addHook('preClose', done => {
-    fast.close()
-    done()
   })
   return app
 }

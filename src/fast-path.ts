@@ -31,18 +31,21 @@ export class FastPath {
 
   constructor (private readonly opts: FastPathOptions) {}
 
-  /** For Fastify's `serverFactory`: the server Fastify would create, with this path in front. */
-  readonly serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void, options: ServerOptions): http.Server => {
-    const server = http.createServer(options.http ?? {}, (req, res) => {
-      if (!this.answer(req, res)) handler(req, res)
+  /**
+   * Puts this path in front of the Fastify handler of the server Fastify created (its one
+   * `request` listener), so the server keeps everything Fastify set on it — timeouts, and the
+   * extra bindings `listen` makes for a host with several addresses (`localhost`: 127.0.0.1 and
+   * ::1; those are served by Fastify alone).
+   */
+  attach (server: http.Server): void {
+    const listeners = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>
+    if (listeners.length !== 1) throw new Error(`fast path: expected Fastify's one request listener, found ${listeners.length}`)
+    const fastify = listeners[0]
+    server.removeListener('request', fastify)
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (!this.answer(req, res)) fastify.call(server, req, res)
     })
-    // What Fastify sets on the server it creates itself (lib/server.js).
-    server.keepAliveTimeout = options.keepAliveTimeout ?? 72_000
-    server.requestTimeout = options.requestTimeout ?? 0
-    server.setTimeout(options.connectionTimeout ?? 0)
-    if (options.maxRequestsPerSocket) server.maxRequestsPerSocket = options.maxRequestsPerSocket
     this.server = server
-    return server
   }
 
   /** A GET route without parameters whose body never changes. */
@@ -86,7 +89,14 @@ export class FastPath {
     } else if (this.status !== undefined && url.length === STATUS_URL_LENGTH && url.startsWith('/sessions/') && url.endsWith('/status')) {
       const sessionId = url.slice(10, 46)
       if (!UUID.test(sessionId) || !this.authorized(headers.authorization)) return false
-      const body = this.status(sessionId)
+      let body: Buffer | undefined
+      try {
+        body = this.status(sessionId)
+      } catch {
+        // (e.g. a stored record that does not serialize): Fastify answers, in the error shape,
+        // and logs it — thrown here, in the server's listener, it would end the process.
+        return false
+      }
       if (body !== undefined) answer = { route: STATUS_ROUTE, body }
     }
     if (answer === undefined) return false
@@ -108,15 +118,6 @@ export class FastPath {
     const token = bearerToken(authorization)
     return token !== undefined && tokenMatches(token, this.opts.secret)
   }
-}
-
-/** The part of Fastify's options that shapes its HTTP server. */
-interface ServerOptions {
-  http?: http.ServerOptions
-  keepAliveTimeout?: number
-  requestTimeout?: number
-  connectionTimeout?: number
-  maxRequestsPerSocket?: number | null
 }
 
 export const STATUS_ROUTE = '/sessions/:sessionId/status'

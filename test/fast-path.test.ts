@@ -149,6 +149,48 @@ describe('fast path for the polled routes', () => {
   })
 })
 
+describe('the fast path never costs the process', () => {
+  test('a stored record that does not serialize gets Fastify\'s 500, and the server lives on', async () => {
+    const dirs = tempDirs()
+    const store = new SessionStore(dirs.stateDir)
+    store.init()
+    const broken = record() as Partial<SessionRecord>
+    delete broken.usage // (written by another version, or by hand)
+    store.save(broken as SessionRecord)
+    const app = await buildApp(testConfig(dirs, { OPENCODE_BIN: '/nonexistent/opencode' }), { logger: false })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const port = (app.server.address() as AddressInfo).port
+    try {
+      const res = await get(port, `/sessions/${ID}/status`)
+      assert.equal(res.status, 500)
+      assert.equal(typeof JSON.parse(res.body).error, 'string')
+      assert.equal((await get(port, '/healthz')).status, 200)
+    } finally {
+      agent.destroy()
+      await app.close()
+      dirs.cleanup()
+    }
+  })
+
+  test('while later preClose hooks run (sessions ending), its answers already say connection: close, as Fastify\'s do', async () => {
+    const dirs = tempDirs()
+    const app = await buildApp(testConfig(dirs, { OPENCODE_BIN: '/nonexistent/opencode' }), { logger: false })
+    let seen: Array<string | undefined> = []
+    app.addHook('preClose', async () => {
+      const port = (app.server.address() as AddressInfo).port
+      seen = [(await get(port, '/healthz')).headers.connection, (await get(port, '/ready')).headers.connection]
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    try {
+      await app.close()
+      assert.deepEqual(seen, ['close', 'close'])
+    } finally {
+      agent.destroy()
+      dirs.cleanup()
+    }
+  })
+})
+
 describe('closing with a request in flight', () => {
   test('a keep-alive connection whose request was in flight when closing began does not hold the server open', async () => {
     const dirs = tempDirs()
@@ -179,8 +221,9 @@ describe('FastPath on its own', () => {
   test('once closing, answers carry connection: close, like Fastify\'s while it closes', async () => {
     const fast = new FastPath({ requestId: () => 'id', observe: () => {}, secret: undefined })
     fast.constant('/x', { a: 1 })
-    const server = fast.serverFactory((_req, res) => { res.statusCode = 404; res.end() }, {})
-    assert.equal(server.keepAliveTimeout, 72_000)
+    const server = http.createServer((_req, res) => { res.statusCode = 404; res.end() })
+    fast.attach(server)
+    assert.throws(() => fast.attach(http.createServer()), /expected Fastify's one request listener, found 0/)
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     const port = (server.address() as AddressInfo).port
     try {

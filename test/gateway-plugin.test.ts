@@ -11,6 +11,7 @@ import { pluginSource } from '../src/gateway/plugin.js'
 import { tempDirs } from './support/config.js'
 
 interface Hooks {
+  event: (input: { event: { type: string, properties?: Record<string, unknown> } }) => Promise<void>
   'chat.headers': (input: { sessionID: string }, output: { headers: Record<string, string> }) => Promise<void>
   'tool.execute.before': (input: { sessionID: string, tool: string }) => Promise<void>
 }
@@ -52,13 +53,20 @@ test('the engine plugin: tags model requests, asks once per session for its tool
 
     // A session without a prior model request (a subagent's first tool call) asks then.
     await hooks['tool.execute.before']({ sessionID: 'ses_b', tool: 'read' })
+    // "No running session" is not kept: asked again at the next call.
     await assert.rejects(hooks['tool.execute.before']({ sessionID: 'gone', tool: 'read' }), /no running session/)
+    await assert.rejects(hooks['tool.execute.before']({ sessionID: 'gone', tool: 'read' }), /no running session/)
+    // Once the engine session goes idle, its next tool call asks again (the sidecar may have ended it).
+    await hooks.event({ event: { type: 'session.idle', properties: { sessionID: 'ses_a' } } })
+    await hooks.event({ event: { type: 'message.updated', properties: {} } })
+    await hooks['tool.execute.before']({ sessionID: 'ses_a', tool: 'bash' })
+    await hooks['tool.execute.before']({ sessionID: 'ses_a', tool: 'bash' })
 
     // A failed ask is retried (once at once, then at the next call), never cached.
     failNext = 2
     await assert.rejects(hooks['tool.execute.before']({ sessionID: 'ses_c', tool: 'read' }), /tool check failed/)
     await hooks['tool.execute.before']({ sessionID: 'ses_c', tool: 'read' })
-    assert.deepEqual(asked, ['ses_a', 'ses_b', 'gone', 'ses_c', 'ses_c', 'ses_c'])
+    assert.deepEqual(asked, ['ses_a', 'ses_b', 'gone', 'gone', 'ses_a', 'ses_c', 'ses_c', 'ses_c'])
   } finally {
     server.close()
     dirs.cleanup()

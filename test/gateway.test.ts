@@ -28,7 +28,7 @@ describe('provider gateway', () => {
     provider.listen(0, '127.0.0.1')
     await once(provider, 'listening')
     providerUrl = `http://127.0.0.1:${(provider.address() as AddressInfo).port}/v1`
-    gateway = new ProviderGateway({ resolve: async id => id === 'ses_1' ? route() : undefined, log: pino({ level: 'silent' }) })
+    gateway = new ProviderGateway({ resolve: async id => id === 'ses_1' ? route() : undefined, log: pino({ level: 'silent' }), upstreamIdleMs: 500 })
     await gateway.start()
     token = (await (await fetch(`${gateway.url}/bootstrap`, { method: 'POST' })).json() as { token: string }).token
   })
@@ -99,6 +99,20 @@ describe('provider gateway', () => {
     const answer = await engineRequest({ model: 'x', messages: [] })
     assert.equal(answer.status, 502)
     assert.match((JSON.parse(answer.body) as { error: { message: string } }).error.message, /provider unreachable: .*ECONNREFUSED/)
+  })
+
+  test('a provider that goes silent is given up on (a 502 before its answer starts; the answer cut after)', async () => {
+    endpoint = providerUrl
+    onRequest = (req) => { req.resume() } // never answers
+    const silent = await engineRequest({ model: 'x', messages: [] })
+    assert.equal(silent.status, 502)
+    assert.match((JSON.parse(silent.body) as { error: { message: string } }).error.message, /no answer from the provider for 0.5 s/)
+    onRequest = (req, res) => {
+      req.resume()
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.write('data: partial\n\n') // then silence
+    }
+    await assert.rejects(engineRequest({ model: 'x', messages: [] }), /aborted|socket hang up|ECONNRESET/)
   })
 
   test('an https provider is reached over TLS, and its certificate is verified', async () => {

@@ -16,6 +16,8 @@ export interface GatewayOptions {
   log: FastifyBaseLogger
   /** Upper bound on a provider request body the engine sends. */
   maxBodyBytes?: number
+  /** A provider request with no byte from the provider for this long fails (fetch's 300 s). */
+  upstreamIdleMs?: number
 }
 
 const FORWARDED_REQUEST_HEADERS = new Set(['content-type', 'accept', 'anthropic-beta', 'anthropic-version', 'openai-beta', 'user-agent'])
@@ -37,11 +39,15 @@ export class ProviderGateway {
   private token = ''
   private claimed = false
   private readonly maxBodyBytes: number
-  private readonly httpAgent = new http.Agent({ keepAlive: true })
-  private readonly httpsAgent = new https.Agent({ keepAlive: true })
+  private readonly upstreamIdleMs: number
+  // Kept-alive provider connections are dropped after 4 s unused (fetch's default; sooner if the
+  // provider announces a shorter keep-alive), before a provider is likely to close them itself.
+  private readonly httpAgent = new http.Agent({ keepAlive: true, timeout: 4_000 })
+  private readonly httpsAgent = new https.Agent({ keepAlive: true, timeout: 4_000 })
 
   constructor (private readonly opts: GatewayOptions) {
     this.maxBodyBytes = opts.maxBodyBytes ?? 64 * 1024 * 1024
+    this.upstreamIdleMs = opts.upstreamIdleMs ?? 300_000
   }
 
   get url (): string {
@@ -139,6 +145,7 @@ export class ProviderGateway {
     // The engine went away (an abort): so does the provider request. (After a complete answer, the
     // socket goes back to the keep-alive pool instead.)
     res.on('close', () => { if (!res.writableFinished) upstream.destroy() })
+    upstream.setTimeout(this.upstreamIdleMs, () => upstream.destroy(new Error(`no answer from the provider for ${this.upstreamIdleMs / 1000} s`)))
     await new Promise<void>(resolve => {
       upstream.on('error', err => {
         if (!res.headersSent && !res.destroyed) {
