@@ -5,6 +5,7 @@ import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
 import fastJson from 'fast-json-stringify'
 import { randomBytes } from 'node:crypto'
+import type http from 'node:http'
 import type { Config } from './config.js'
 import { loggerOptions } from './logger.js'
 import { FastPath } from './fast-path.js'
@@ -42,6 +43,19 @@ function validator (options: AjvOptions) {
   const ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true, removeAdditional: false, ...options })
   addFormats.default(ajv)
   return ajv
+}
+
+/**
+ * Keep-alive connections that go idle while the server closes are closed too. Node closes the
+ * idle ones once, when `close()` begins, so a connection whose request was in flight then stayed
+ * open — and the server with it — until its keep-alive timeout (72 s), far past the shutdown grace
+ * (seen as a rare forced exit when SIGTERM met a status poll or a probe).
+ */
+function closeIdleWhileClosing (server: http.Server): void {
+  if (!server.listening) return
+  const sweep = setInterval(() => server.closeIdleConnections(), 50)
+  sweep.unref()
+  server.once('close', () => clearInterval(sweep))
 }
 
 /** The one app, used by the server and by every test. */
@@ -82,6 +96,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   fast.attach(app.server)
   app.addHook('preClose', done => {
     fast.close()
+    closeIdleWhileClosing(app.server)
     done()
   })
 

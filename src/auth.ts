@@ -16,3 +16,14 @@ export function bearerToken (header: string | undefined): string | undefined {
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
   return match?.[1]
 }
+
+/**
+ * The shared secret's verdict on a request's `Authorization` header: `ok` when no secret is
+ * configured or the bearer token matches it. One rule for the Fastify hook and the fast path.
+ */
+export function bearerVerdict (header: string | undefined, secret: string | undefined): 'ok' | 'missing' | 'invalid' {
+  if (secret === undefined) return 'ok'
+  const token = bearerToken(header)
+  if (token === undefined) return 'missing'
+  return tokenMatches(token, secret) ? 'ok' : 'invalid'
+}

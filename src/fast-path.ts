@@ -1,5 +1,5 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
-import { bearerToken, tokenMatches } from './auth.js'
+import { bearerVerdict } from './auth.js'
 import { UUID_PATTERN } from '../schemas/session.js'
 
 /** A polled route's successful answer: its Fastify route pattern (the metric's label) and JSON body. */
@@ -25,7 +25,6 @@ export interface FastPathOptions {
  */
 export class FastPath {
   private closing = false
-  private server?: http.Server
   private readonly exact = new Map<string, () => FastAnswer | undefined>()
   private status?: (sessionId: string) => Buffer | undefined
 
@@ -45,7 +44,6 @@ export class FastPath {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (!this.answer(req, res)) fastify.call(server, req, res)
     })
-    this.server = server
   }
 
   /** A GET route without parameters whose body never changes. */
@@ -59,20 +57,9 @@ export class FastPath {
     this.status = serialize
   }
 
-  /**
-   * From Fastify's preClose on: answers carry `connection: close`, as Fastify's do while closing.
-   * And keep-alive connections that become idle while the server closes are closed too: Node closes
-   * the idle ones once, when `close()` begins, so a connection whose request was in flight then
-   * stayed open — and the server with it — until its keep-alive timeout (72 s), far past the
-   * shutdown grace (seen as a rare forced exit when SIGTERM met a status poll or a probe).
-   */
+  /** From Fastify's preClose on: answers carry `connection: close`, as Fastify's do while closing. */
   close (): void {
     this.closing = true
-    const server = this.server
-    if (server === undefined || !server.listening) return
-    const sweep = setInterval(() => server.closeIdleConnections(), 50)
-    sweep.unref()
-    server.once('close', () => clearInterval(sweep))
   }
 
   private answer (req: IncomingMessage, res: ServerResponse): boolean {
@@ -88,7 +75,7 @@ export class FastPath {
       answer = constant()
     } else if (this.status !== undefined && url.length === STATUS_URL_LENGTH && url.startsWith('/sessions/') && url.endsWith('/status')) {
       const sessionId = url.slice(10, 46)
-      if (!UUID.test(sessionId) || !this.authorized(headers.authorization)) return false
+      if (!UUID.test(sessionId) || bearerVerdict(headers.authorization, this.opts.secret) !== 'ok') return false
       let body: Buffer | undefined
       try {
         body = this.status(sessionId)
@@ -111,12 +98,6 @@ export class FastPath {
     res.end(answer.body)
     this.opts.observe('GET', answer.route, 200, (performance.now() - started) / 1000)
     return true
-  }
-
-  private authorized (authorization: string | undefined): boolean {
-    if (this.opts.secret === undefined) return true
-    const token = bearerToken(authorization)
-    return token !== undefined && tokenMatches(token, this.opts.secret)
   }
 }
 
