@@ -93,8 +93,14 @@ func run() int {
 		})
 	}()
 
+	// The cancel runs on a timer beside the stream. The stream can see the
+	// terminal event before the DELETE's answer is read, so once the timer
+	// has fired the program waits for the cancel to finish before it exits.
+	waitCancel := func() {}
 	if *cancelAfter > 0 {
+		cancelDone := make(chan struct{})
 		timer := time.AfterFunc(*cancelAfter, func() {
+			defer close(cancelDone)
 			result, err := client.Cancel(ctx, id)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "cancel: %v\n", err)
@@ -102,7 +108,11 @@ func run() int {
 			}
 			fmt.Printf("cancelled at %s\n", result.CancelledAt.Format(time.RFC3339Nano))
 		})
-		defer timer.Stop()
+		waitCancel = func() {
+			if !timer.Stop() {
+				<-cancelDone
+			}
+		}
 	}
 
 	events := 0
@@ -113,6 +123,7 @@ func run() int {
 	})
 	stopPolling()
 	<-polled
+	waitCancel()
 	if err != nil {
 		return fail(fmt.Errorf("stream: %w", err))
 	}
