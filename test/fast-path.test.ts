@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import fastJson from 'fast-json-stringify'
 import { buildApp } from '../src/app.js'
 import { FastPath } from '../src/fast-path.js'
-import { StatusBodies, sameJson } from '../src/status-bodies.js'
+import { StatusBodies, sameJson, sameStatus } from '../src/status-bodies.js'
 import { SessionStore, type SessionRecord } from '../src/sessions/store.js'
 import { SessionStatus, type SessionStatusType } from '../schemas/session.js'
 import { tempDirs, testConfig, type TempDirs } from './support/config.js'
@@ -280,6 +280,40 @@ describe('StatusBodies', () => {
     assert.equal(bodies.body(status).toString(), serialize(status))
     status.files_modified.push('c.txt')
     assert.equal(bodies.body(status).toString(), serialize(status))
+  })
+
+  test('a change to any one field of the schema, at the top or nested, gives a new body', () => {
+    // One changed value per field of the status (TypeScript rejects a missing field; the
+    // schema's own property list is checked against it at run time too).
+    const changes: { [K in keyof SessionStatusType]-?: (s: SessionStatusType) => void } = {
+      session_id: s => { s.session_id = '7f9619ff-8b86-4d11-b42d-00c04fc964ff' },
+      status: s => { s.status = 'failed' },
+      progress: s => { s.progress = 99 },
+      created_at: s => { s.created_at = '2026-12-01T09:59:59.000Z' },
+      started_at: s => { s.started_at = null },
+      updated_at: s => { s.updated_at = '2026-12-01T10:00:03.001Z' },
+      finished_at: s => { s.finished_at = null },
+      cancelled_at: s => { s.cancelled_at = '2026-12-01T10:00:03.000Z' },
+      model: s => { s.model.model = 'claude-opus-4-1' },
+      last_event_id: s => { s.last_event_id = 13 },
+      final_message: s => { s.final_message = null },
+      files_modified: s => { s.files_modified[1] = 'src/c.ts' },
+      error: s => { s.error = { code: 'engine', message: 'x' } },
+      usage: s => { s.usage!.input_tokens = 1201 },
+      stream_url: s => { s.stream_url = '/elsewhere' },
+    }
+    assert.deepEqual(Object.keys(changes).sort(), Object.keys(SessionStatus.properties).sort())
+    for (const [field, change] of Object.entries(changes)) {
+      const bodies = new StatusBodies(serialize)
+      const status = base()
+      const first = bodies.body(status)
+      change(status) // in place, nested objects included
+      const second = bodies.body(status)
+      assert.notEqual(second, first, field)
+      assert.equal(second.toString(), serialize(status), field)
+      assert.ok(!sameStatus(base(), status), field)
+      assert.ok(sameStatus(base(), base()), field)
+    }
   })
 
   test('bounded: the oldest session\'s body goes first', () => {
