@@ -6,7 +6,7 @@ import { resolveOpencodeBin } from '../src/engine/binary.js'
 import { EngineSupervisor, type EngineLogger } from '../src/engine/supervisor.js'
 import { startModelServer } from '../test/support/model-server.js'
 import { BENCH_DIR, BUILD_DIR, bundle } from './lib/build.js'
-import { running, startServer } from './lib/children.js'
+import { running, spawnSidecar, startServer } from './lib/children.js'
 import { MB, machine, rssOf } from './lib/proc.js'
 import { modelHandler } from './lib/scripts.js'
 import { serverNodeFlags } from './lib/node-flags.js'
@@ -14,7 +14,7 @@ import { median, round, sleep } from './lib/stats.js'
 import { measureControlPlane } from './measure/control.js'
 import { measureFanout } from './measure/fanout.js'
 import {
-  measureCancel, measureLatency, measureLoadedMemory, measureOverhead, memorySample, watchEngine, type SessionContext,
+  measureCancel, measureLatency, measureLoadedMemory, measureOverhead, memorySample, runViaSidecar, watchEngine, type SessionContext,
 } from './measure/sessions.js'
 import { startMeasured, summarizeStartup, type StartupRun } from './measure/startup.js'
 
@@ -132,6 +132,11 @@ try {
   cleanups.push(() => hello.stop(), () => helloTwin.stop(), () => helloSized.stop())
   // What any node + Fastify process costs, for scale.
   const helloRss = rssOf(hello.child.pid!) / MB
+  // A second sidecar process of the same build, with one session of its own for the status route.
+  const second = spawnSidecar(scripts.sidecar, { execArgv: serverNodeFlags() })
+  cleanups.unshift(() => second.stop())
+  const secondUrl = await second.url
+  const secondRun = await runViaSidecar({ ...ctx, sidecar: second, url: secondUrl, engine: await second.engine }, 'BENCH-OVERHEAD')
   const control = await measureControlPlane({
     hello: { url: `${hello.url}/`, pid: hello.child.pid! },
     hello_twin: { url: `${helloTwin.url}/`, pid: helloTwin.child.pid! },
@@ -139,11 +144,15 @@ try {
     inner_hello: { url: await sidecar.innerHello(), pid: sidecar.pid },
     healthz: { url: `${url}/healthz`, pid: sidecar.pid },
     status: { url: statusUrl, pid: sidecar.pid },
+    second_inner_hello: { url: await second.innerHello(), pid: second.pid },
+    second_healthz: { url: `${secondUrl}/healthz`, pid: second.pid },
+    second_status: { url: `${secondUrl}/sessions/${secondRun.id}/status`, pid: second.pid },
   }, CONTROL_ROUNDS, CONTROL_SECONDS)
   log(`control plane: ${JSON.stringify({ ...control, rps: undefined })}`)
   await hello.stop()
   await helloTwin.stop()
   await helloSized.stop()
+  await second.stop()
 
   // ---- fan-out ----
   const sidecarSse = await startServer(scripts.servers, 'sidecar-sse')
@@ -174,6 +183,13 @@ try {
       in_process_hello_ratio: round(control.inner_hello_ratio),
       healthz_vs_in_process_hello: round(control.healthz_vs_inner_ratio),
       status_vs_in_process_hello: round(control.status_vs_inner_ratio),
+      // The same build in a second sidecar process, in the same rounds (see bench/README.md).
+      second_process: {
+        healthz_ratio: round(control.second_healthz_ratio),
+        status_ratio: round(control.second_status_ratio),
+        in_process_hello_ratio: round(control.second_inner_hello_ratio),
+        cpu: { healthz_ratio: round(control.cpu_second_healthz_ratio), status_ratio: round(control.cpu_second_status_ratio), in_process_hello_ratio: round(control.cpu_second_inner_hello_ratio) },
+      },
       cpu: {
         hello_with_status_sized_body_ratio: round(control.cpu_hello_sized_ratio),
         status_vs_hello_with_status_sized_body: round(control.cpu_status_vs_sized_ratio),
@@ -223,6 +239,7 @@ try {
     `session a=${overhead.via_sidecar_ms_median} ms b=${overhead.direct_ms_median} ms; ` +
     `control plane A/A (hello-world vs its twin) ${results.control_plane_aa_ratio}, CPU-per-request ratios healthz ${results.control_plane_cpu_ratio.healthz} status ${results.control_plane_cpu_ratio.status} A/A ${results.control_plane_cpu_ratio.aa}; ` +
     `hello-world inside the sidecar's process vs its own ${results.control_plane_attribution.in_process_hello_ratio}, healthz vs that ${results.control_plane_attribution.healthz_vs_in_process_hello}, status vs that ${results.control_plane_attribution.status_vs_in_process_hello}; ` +
+    `a second sidecar process: healthz ${results.control_plane_attribution.second_process.healthz_ratio}, status ${results.control_plane_attribution.second_process.status_ratio}, hello-world inside it ${results.control_plane_attribution.second_process.in_process_hello_ratio}; ` +
     `hello-world with a ${statusBytes}-byte body (the status document's size) vs hello-world ${results.control_plane_attribution.hello_with_status_sized_body_ratio}, status vs that ${results.control_plane_attribution.status_vs_hello_with_status_sized_body}`)
   console.log('written: bench/results.json')
 } finally {

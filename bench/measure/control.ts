@@ -3,7 +3,7 @@ import { cpuMsOf } from '../lib/proc.js'
 import { median } from '../lib/stats.js'
 
 export interface Target { url: string, pid: number }
-export type ControlTargets = Record<'hello' | 'hello_twin' | 'hello_sized' | 'inner_hello' | 'healthz' | 'status', Target>
+export type ControlTargets = Record<'hello' | 'hello_twin' | 'hello_sized' | 'inner_hello' | 'healthz' | 'status' | 'second_inner_hello' | 'second_healthz' | 'second_status', Target>
 
 async function slice (target: Target, durationS: number): Promise<{ rps: number, cpuUsPerRequest: number }> {
   const cpu0 = cpuMsOf(target.pid)
@@ -25,6 +25,8 @@ async function slice (target: Target, durationS: number): Promise<{ rps: number,
  * request path adds (healthz and status vs inner_hello, same process, same moment).
  * `hello_sized` is the hello-world answering a body the size of the status document: how much of
  * the status route's gap is its answer's size (hello_sized vs hello) rather than its work.
+ * `second_*` are the same three in a second sidecar process of the same build (one session run,
+ * for its status): how much the ratios depend on the process measured rather than the code.
  * The server's CPU time per request (from /proc) is reported as a second, steadier view.
  */
 export async function measureControlPlane (targets: ControlTargets, rounds: number, durationS: number) {
@@ -56,6 +58,9 @@ export async function measureControlPlane (targets: ControlTargets, rounds: numb
     inner_hello_ratio: ratio('inner_hello'),
     healthz_vs_inner_ratio: ratio('healthz', 'inner_hello'),
     status_vs_inner_ratio: ratio('status', 'inner_hello'),
+    second_healthz_ratio: ratio('second_healthz'),
+    second_status_ratio: ratio('second_status'),
+    second_inner_hello_ratio: ratio('second_inner_hello'),
     // hello-world's CPU per request / the target's (same direction as the rps ratios).
     cpu_healthz_ratio: cpuRatio('healthz'),
     cpu_status_ratio: cpuRatio('status'),
@@ -65,6 +70,9 @@ export async function measureControlPlane (targets: ControlTargets, rounds: numb
     cpu_inner_hello_ratio: cpuRatio('inner_hello'),
     cpu_healthz_vs_inner_ratio: cpuRatio('healthz', 'inner_hello'),
     cpu_status_vs_inner_ratio: cpuRatio('status', 'inner_hello'),
+    cpu_second_healthz_ratio: cpuRatio('second_healthz'),
+    cpu_second_status_ratio: cpuRatio('second_status'),
+    cpu_second_inner_hello_ratio: cpuRatio('second_inner_hello'),
     cpu_us_per_request_median: Object.fromEntries(names.map(n => [n, Math.round(median(cpu[n]) * 10) / 10])),
     rps,
   }
