@@ -27,10 +27,9 @@ type Same = (a: SessionStatusType, b: SessionStatusType) => boolean
 
 /**
  * One comparison per field of a status (TypeScript rejects a missing or unknown field), each
- * reading its field by name: most fields are equal by `===` (strings, numbers, null, the
- * record's own nested objects); only nested objects that differ by identity are compared deeply.
- * Walking the object's keys instead (`sameJson`) made the polled status route's cache check cost
- * several times as much — a keyed read per field, the key changing every time.
+ * reading its field by name: scalars by `===`, the four nested values deeply. Walking the whole
+ * status's keys instead (`sameJson`) made the polled status route's cache check cost several
+ * times as much — a keyed read per field, the key changing every time.
  */
 const SAME: { [K in keyof SessionStatusType]-?: Same } = {
   session_id: (a, b) => a.session_id === b.session_id,
@@ -41,12 +40,12 @@ const SAME: { [K in keyof SessionStatusType]-?: Same } = {
   updated_at: (a, b) => a.updated_at === b.updated_at,
   finished_at: (a, b) => a.finished_at === b.finished_at,
   cancelled_at: (a, b) => a.cancelled_at === b.cancelled_at,
-  model: (a, b) => a.model === b.model || sameJson(a.model, b.model),
+  model: (a, b) => sameJson(a.model, b.model),
   last_event_id: (a, b) => a.last_event_id === b.last_event_id,
   final_message: (a, b) => a.final_message === b.final_message,
-  files_modified: (a, b) => a.files_modified === b.files_modified || sameJson(a.files_modified, b.files_modified),
-  error: (a, b) => a.error === b.error || sameJson(a.error, b.error),
-  usage: (a, b) => a.usage === b.usage || sameJson(a.usage, b.usage),
+  files_modified: (a, b) => sameJson(a.files_modified, b.files_modified),
+  error: (a, b) => sameJson(a.error, b.error),
+  usage: (a, b) => sameJson(a.usage, b.usage),
   stream_url: (a, b) => a.stream_url === b.stream_url,
 }
 const SAME_FIELDS: readonly Same[] = Object.values(SAME)
