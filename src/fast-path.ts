@@ -25,7 +25,7 @@ export interface FastPathOptions {
  */
 export class FastPath {
   private closing = false
-  private readonly exact = new Map<string, () => FastAnswer | undefined>()
+  private readonly exact = new Map<string, FastAnswer>()
   private status?: (sessionId: string) => Buffer | undefined
 
   constructor (private readonly opts: FastPathOptions) {}
@@ -48,8 +48,7 @@ export class FastPath {
 
   /** A GET route without parameters whose body never changes. */
   constant (url: string, body: unknown): void {
-    const answer = { route: url, body: Buffer.from(JSON.stringify(body)) }
-    this.exact.set(url, () => answer)
+    this.exact.set(url, { route: url, body: Buffer.from(JSON.stringify(body)) })
   }
 
   /** GET /sessions/{id}/status: the serialized status, or undefined (unknown session). */
@@ -69,11 +68,8 @@ export class FastPath {
     // A body on a GET is Fastify's business (it is not read here).
     if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return false
     const url = req.url ?? ''
-    let answer: FastAnswer | undefined
-    const constant = this.exact.get(url)
-    if (constant !== undefined) {
-      answer = constant()
-    } else if (this.status !== undefined && url.length === STATUS_URL_LENGTH && url.startsWith('/sessions/') && url.endsWith('/status')) {
+    let answer = this.exact.get(url)
+    if (answer === undefined && this.status !== undefined && url.length === STATUS_URL_LENGTH && url.startsWith('/sessions/') && url.endsWith('/status')) {
       const sessionId = url.slice(10, 46)
       if (!UUID.test(sessionId) || bearerVerdict(headers.authorization, this.opts.secret) !== 'ok') return false
       let body: Buffer | undefined
