@@ -129,7 +129,8 @@ try {
   const statusUrl = `${url}/sessions/${overhead.sessionId}/status`
   const statusBytes = (await (await fetch(statusUrl)).arrayBuffer()).byteLength
   const helloSized = await startServer(scripts.servers, 'hello', String(statusBytes))
-  cleanups.push(() => hello.stop(), () => helloTwin.stop(), () => helloSized.stop())
+  const helloPlugin = await startServer(scripts.servers, 'hello-plugin')
+  cleanups.push(() => hello.stop(), () => helloTwin.stop(), () => helloSized.stop(), () => helloPlugin.stop())
   // What any node + Fastify process costs, for scale.
   const helloRss = rssOf(hello.child.pid!) / MB
   // A second sidecar process of the same build, with one session of its own for the status route.
@@ -141,6 +142,7 @@ try {
     hello: { url: `${hello.url}/`, pid: hello.child.pid! },
     hello_twin: { url: `${helloTwin.url}/`, pid: helloTwin.child.pid! },
     hello_sized: { url: `${helloSized.url}/`, pid: helloSized.child.pid! },
+    hello_plugin: { url: `${helloPlugin.url}/`, pid: helloPlugin.child.pid! },
     inner_hello: { url: await sidecar.innerHello(), pid: sidecar.pid },
     healthz: { url: `${url}/healthz`, pid: sidecar.pid },
     status: { url: statusUrl, pid: sidecar.pid },
@@ -152,6 +154,7 @@ try {
   await hello.stop()
   await helloTwin.stop()
   await helloSized.stop()
+  await helloPlugin.stop()
   await second.stop()
 
   // ---- fan-out ----
@@ -180,6 +183,10 @@ try {
       status_body_bytes: statusBytes,
       hello_with_status_sized_body_ratio: round(control.hello_sized_ratio),
       status_vs_hello_with_status_sized_body: round(control.status_vs_sized_ratio),
+      // The hello-world with its route in a plugin, as Fastify apps are written (bench/README.md).
+      hello_in_plugin_ratio: round(control.hello_plugin_ratio),
+      healthz_vs_hello_in_plugin: round(control.healthz_vs_hello_plugin_ratio),
+      status_vs_hello_in_plugin: round(control.status_vs_hello_plugin_ratio),
       in_process_hello_ratio: round(control.inner_hello_ratio),
       healthz_vs_in_process_hello: round(control.healthz_vs_inner_ratio),
       status_vs_in_process_hello: round(control.status_vs_inner_ratio),
@@ -193,6 +200,9 @@ try {
       cpu: {
         hello_with_status_sized_body_ratio: round(control.cpu_hello_sized_ratio),
         status_vs_hello_with_status_sized_body: round(control.cpu_status_vs_sized_ratio),
+        hello_in_plugin_ratio: round(control.cpu_hello_plugin_ratio),
+        healthz_vs_hello_in_plugin: round(control.cpu_healthz_vs_hello_plugin_ratio),
+        status_vs_hello_in_plugin: round(control.cpu_status_vs_hello_plugin_ratio),
         in_process_hello_ratio: round(control.cpu_inner_hello_ratio),
         healthz_vs_in_process_hello: round(control.cpu_healthz_vs_inner_ratio),
         status_vs_in_process_hello: round(control.cpu_status_vs_inner_ratio),
@@ -240,7 +250,8 @@ try {
     `control plane A/A (hello-world vs its twin) ${results.control_plane_aa_ratio}, CPU-per-request ratios healthz ${results.control_plane_cpu_ratio.healthz} status ${results.control_plane_cpu_ratio.status} A/A ${results.control_plane_cpu_ratio.aa}; ` +
     `hello-world inside the sidecar's process vs its own ${results.control_plane_attribution.in_process_hello_ratio}, healthz vs that ${results.control_plane_attribution.healthz_vs_in_process_hello}, status vs that ${results.control_plane_attribution.status_vs_in_process_hello}; ` +
     `a second sidecar process: healthz ${results.control_plane_attribution.second_process.healthz_ratio}, status ${results.control_plane_attribution.second_process.status_ratio}, hello-world inside it ${results.control_plane_attribution.second_process.in_process_hello_ratio}; ` +
-    `hello-world with a ${statusBytes}-byte body (the status document's size) vs hello-world ${results.control_plane_attribution.hello_with_status_sized_body_ratio}, status vs that ${results.control_plane_attribution.status_vs_hello_with_status_sized_body}`)
+    `hello-world with a ${statusBytes}-byte body (the status document's size) vs hello-world ${results.control_plane_attribution.hello_with_status_sized_body_ratio}, status vs that ${results.control_plane_attribution.status_vs_hello_with_status_sized_body}; ` +
+    `hello-world with its route in a plugin vs hello-world ${results.control_plane_attribution.hello_in_plugin_ratio}, healthz vs that ${results.control_plane_attribution.healthz_vs_hello_in_plugin}, status vs that ${results.control_plane_attribution.status_vs_hello_in_plugin}`)
   console.log('written: bench/results.json')
 } finally {
   await cleanUp()

@@ -1,5 +1,5 @@
 // Baselines and the fan-out host, one per process: `hello` (bare Fastify hello-world; `hello N`:
-// the same with an N-byte body),
+// the same with an N-byte body), `hello-plugin` (the same with its route in a plugin),
 // `bare-sse` (bare Fastify SSE broadcast), `sidecar-sse` (the sidecar's EventLog + StreamRegistry
 // behind a Fastify route, as the session stream route uses them).
 import Fastify from 'fastify'
@@ -13,10 +13,12 @@ import { SSE_HEADERS } from '../src/events/stream-client.js'
 import { StreamRegistry } from '../src/events/stream-registry.js'
 import { retryFrame } from '../src/events/types.js'
 import { FANOUT_BATCH, fanoutEvent } from './lib/fanout-events.js'
-import { helloWorld } from './lib/hello.js'
+import { helloWorld, helloWorldInPlugin } from './lib/hello.js'
 
 const mode = process.argv[2]
-const app = mode === 'hello' ? helloWorld(process.argv[3] === undefined ? undefined : Number(process.argv[3])) : Fastify({ logger: false })
+const app = mode === 'hello'
+  ? helloWorld(process.argv[3] === undefined ? undefined : Number(process.argv[3]))
+  : mode === 'hello-plugin' ? helloWorldInPlugin() : Fastify({ logger: false })
 let cleanup = (): void => {}
 
 if (mode === 'bare-sse') {
@@ -72,7 +74,7 @@ if (mode === 'bare-sse') {
     }
     return { clients, slow: registry.slowClientsDisconnected }
   })
-} else if (mode !== 'hello') {
+} else if (mode !== 'hello' && mode !== 'hello-plugin') {
   throw new Error(`unknown mode ${mode}`)
 }
 

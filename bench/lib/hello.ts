@@ -11,3 +11,16 @@ export function helloWorld (bodyBytes?: number): FastifyInstance {
   app.get('/', async () => body)
   return app
 }
+
+/**
+ * The same hello-world written the way Fastify apps are: its route registered by a plugin (an
+ * encapsulated context). Not a target's baseline, for scale: a process that has registered a
+ * plugin answers every request more slowly than one that never did (bench/README.md).
+ */
+export function helloWorldInPlugin (): FastifyInstance {
+  const app = Fastify({ logger: false })
+  app.register(async function routes (instance) {
+    instance.get('/', async () => ({ hello: 'world' }))
+  })
+  return app
+}

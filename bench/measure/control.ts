@@ -3,7 +3,7 @@ import { cpuMsOf } from '../lib/proc.js'
 import { median } from '../lib/stats.js'
 
 export interface Target { url: string, pid: number }
-export type ControlTargets = Record<'hello' | 'hello_twin' | 'hello_sized' | 'inner_hello' | 'healthz' | 'status' | 'second_inner_hello' | 'second_healthz' | 'second_status', Target>
+export type ControlTargets = Record<'hello' | 'hello_twin' | 'hello_sized' | 'hello_plugin' | 'inner_hello' | 'healthz' | 'status' | 'second_inner_hello' | 'second_healthz' | 'second_status', Target>
 
 async function slice (target: Target, durationS: number): Promise<{ rps: number, cpuUsPerRequest: number }> {
   const cpu0 = cpuMsOf(target.pid)
@@ -27,6 +27,9 @@ async function slice (target: Target, durationS: number): Promise<{ rps: number,
  * the status route's gap is its answer's size (hello_sized vs hello) rather than its work.
  * `second_*` are the same three in a second sidecar process of the same build (one session run,
  * for its status): how much the ratios depend on the process measured rather than the code.
+ * `hello_plugin` is the hello-world with its route registered by a plugin, as Fastify apps are
+ * written: a process that has registered any plugin pays for it on every request, and the bare
+ * hello-world, which never did, is the best case of a Fastify process (bench/README.md).
  * The server's CPU time per request (from /proc) is reported as a second, steadier view.
  */
 export async function measureControlPlane (targets: ControlTargets, rounds: number, durationS: number) {
@@ -55,6 +58,9 @@ export async function measureControlPlane (targets: ControlTargets, rounds: numb
     aa_ratio: ratio('hello_twin'),
     hello_sized_ratio: ratio('hello_sized'),
     status_vs_sized_ratio: ratio('status', 'hello_sized'),
+    hello_plugin_ratio: ratio('hello_plugin'),
+    healthz_vs_hello_plugin_ratio: ratio('healthz', 'hello_plugin'),
+    status_vs_hello_plugin_ratio: ratio('status', 'hello_plugin'),
     inner_hello_ratio: ratio('inner_hello'),
     healthz_vs_inner_ratio: ratio('healthz', 'inner_hello'),
     status_vs_inner_ratio: ratio('status', 'inner_hello'),
@@ -67,6 +73,9 @@ export async function measureControlPlane (targets: ControlTargets, rounds: numb
     cpu_aa_ratio: cpuRatio('hello_twin'),
     cpu_hello_sized_ratio: cpuRatio('hello_sized'),
     cpu_status_vs_sized_ratio: cpuRatio('status', 'hello_sized'),
+    cpu_hello_plugin_ratio: cpuRatio('hello_plugin'),
+    cpu_healthz_vs_hello_plugin_ratio: cpuRatio('healthz', 'hello_plugin'),
+    cpu_status_vs_hello_plugin_ratio: cpuRatio('status', 'hello_plugin'),
     cpu_inner_hello_ratio: cpuRatio('inner_hello'),
     cpu_healthz_vs_inner_ratio: cpuRatio('healthz', 'inner_hello'),
     cpu_status_vs_inner_ratio: cpuRatio('status', 'inner_hello'),
