@@ -7,7 +7,7 @@ import { EngineSupervisor, type EngineLogger } from '../src/engine/supervisor.js
 import { startModelServer } from '../test/support/model-server.js'
 import { BENCH_DIR, BUILD_DIR, bundle } from './lib/build.js'
 import { running, spawnSidecar, startServer } from './lib/children.js'
-import { MB, machine, rssOf } from './lib/proc.js'
+import { MB, machine, reniceThreads, rssOf } from './lib/proc.js'
 import { modelHandler } from './lib/scripts.js'
 import { serverNodeFlags } from './lib/node-flags.js'
 import { median, round, sleep } from './lib/stats.js'
@@ -26,6 +26,12 @@ const CONTROL_ROUNDS = 12
 const CONTROL_SECONDS = 1
 const FANOUT_ROUNDS = 4
 const PROFILE = process.env.BENCH_CPU_PROF === '1'
+// An experiment, not the default: the kept sidecar's threads reniced (its engine keeps nice 0), to
+// see how much of the session overhead is the sidecar's CPU competing with the engine's.
+const SIDECAR_NICE = Number(process.env.BENCH_SIDECAR_NICE ?? 0)
+if (!Number.isInteger(SIDECAR_NICE) || SIDECAR_NICE < 0 || SIDECAR_NICE > 19) {
+  throw new Error(`BENCH_SIDECAR_NICE must be an integer from 0 to 19, got ${JSON.stringify(process.env.BENCH_SIDECAR_NICE)}`)
+}
 
 const began = Date.now()
 const log = (msg: string): void => { process.stderr.write(`[bench ${((Date.now() - began) / 1000).toFixed(1)}s] ${msg}\n`) }
@@ -68,6 +74,7 @@ try {
   const { sidecar, url } = kept!
   cleanups.unshift(() => sidecar.stop())
   const engine = await sidecar.engine
+  if (SIDECAR_NICE > 0) reniceThreads(sidecar.pid, SIDECAR_NICE)
 
   // ---- idle memory ----
   await sleep(2000)
@@ -168,6 +175,7 @@ try {
   const results = {
     machine: machine(),
     duration_s: 0,
+    sidecar_nice: SIDECAR_NICE,
     session_overhead_ratio: round(overhead.session_overhead_ratio),
     latency_p50_ms: round(latency.p50_ms as number),
     latency_p99_ms: round(latency.p99_ms as number),
@@ -242,11 +250,13 @@ try {
 
   results.duration_s = Math.round((Date.now() - began) / 1000)
   writeFileSync(path.join(BENCH_DIR, 'results.json'), JSON.stringify(results, null, 2) + '\n')
-  console.log(`\nopencode-server bench — ${results.machine.cpu_model as string}, ${results.machine.cores as number} cores, node ${process.version}, ${results.duration_s} s\n`)
+  console.log(`\nopencode-server bench — ${results.machine.cpu_model as string}, ${results.machine.cores as number} cores, node ${process.version}, ${results.duration_s} s` +
+    `${SIDECAR_NICE > 0 ? ` — sidecar reniced to ${SIDECAR_NICE} (BENCH_SIDECAR_NICE)` : ''}\n`)
   console.table(Object.fromEntries(Object.entries(t).map(([name, r]) => [name, { value: r.value, target: r.target, met: r.met ? 'yes' : 'NO' }])))
   console.log(`extra: idle RSS sidecar ${results.rss_mb.idle_sidecar} MB, engine ${results.rss_mb.idle_engine} MB; loaded peak sidecar ${results.rss_mb.loaded_sidecar_peak} MB, engine ${results.rss_mb.loaded_engine_peak} MB; ` +
     `start-up healthz ${startup.healthz_ms_median} ms, ready ${startup.ready_ms_median} ms, engine listening ${startup.engine_listening_ms_median} ms after spawn; ` +
-    `session a=${overhead.via_sidecar_ms_median} ms b=${overhead.direct_ms_median} ms; ` +
+    `session a=${overhead.via_sidecar_ms_median} ms b=${overhead.direct_ms_median} ms, CPU per session: sidecar ${overhead.cpu_ms_per_session.via_sidecar.sidecar} ms, ` +
+    `engine ${overhead.cpu_ms_per_session.via_sidecar.engine} ms via the sidecar and ${overhead.cpu_ms_per_session.direct.engine} ms direct; ` +
     `control plane A/A (hello-world vs its twin) ${results.control_plane_aa_ratio}, CPU-per-request ratios healthz ${results.control_plane_cpu_ratio.healthz} status ${results.control_plane_cpu_ratio.status} A/A ${results.control_plane_cpu_ratio.aa}; ` +
     `hello-world inside the sidecar's process vs its own ${results.control_plane_attribution.in_process_hello_ratio}, healthz vs that ${results.control_plane_attribution.healthz_vs_in_process_hello}, status vs that ${results.control_plane_attribution.status_vs_in_process_hello}; ` +
     `a second sidecar process: healthz ${results.control_plane_attribution.second_process.healthz_ratio}, status ${results.control_plane_attribution.second_process.status_ratio}, hello-world inside it ${results.control_plane_attribution.second_process.in_process_hello_ratio}; ` +

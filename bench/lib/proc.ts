@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import os from 'node:os'
 import { descendants } from '../../src/engine/process-tree.js'
 
@@ -52,4 +52,12 @@ export function cpuMsOf (pid: number): number {
   } catch {
     return 0
   }
+}
+
+/**
+ * Sets the nice value of every thread of a process (Linux keeps it per thread; a thread started
+ * later inherits its creator's). Processes the target starts afterwards inherit it too.
+ */
+export function reniceThreads (pid: number, nice: number): void {
+  for (const tid of readdirSync(`/proc/${pid}/task`)) os.setPriority(Number(tid), nice)
 }

@@ -7,7 +7,7 @@ import { engineToolIds, promptToolMap } from '../../src/sessions/tools.js'
 import type { ModelServer } from '../../test/support/model-server.js'
 import type { EngineInfo, Sidecar } from '../lib/children.js'
 import { LatencyTracker, type SlowSample } from '../lib/latency.js'
-import { MB, rssOf, rssParts, treeRss } from '../lib/proc.js'
+import { MB, cpuMsOf, rssOf, rssParts, treeRss } from '../lib/proc.js'
 import { ENABLED_TOOLS, createBody, prompt } from '../lib/scripts.js'
 import { openSse, type SseFrame } from '../lib/sse.js'
 import { median, poll, quantile, sleep } from '../lib/stats.js'
@@ -115,6 +115,10 @@ export async function runDirect (ctx: SessionContext, marker: string): Promise<{
 export async function measureOverhead (ctx: SessionContext, runs: number) {
   const a: number[] = []
   const b: number[] = []
+  // CPU (user + system, /proc) used during the measured runs: the sidecar and its engine in (a),
+  // the direct engine in (b). Tool processes are the engines' children and not counted.
+  const cpu = { sidecar: 0, engineA: 0, engineB: 0 }
+  const directPid = ctx.direct.pid ?? 0
   const phasesA: Phases[] = []
   const phasesB: Phases[] = []
   // Warm-up (instance caches, first LLM call paths) on both sides; not counted.
@@ -124,12 +128,18 @@ export async function measureOverhead (ctx: SessionContext, runs: number) {
   for (let i = 0; i < runs; i++) {
     for (const side of i % 2 === 0 ? ['a', 'b'] : ['b', 'a']) {
       if (side === 'a') {
+        const s0 = cpuMsOf(ctx.sidecar.pid)
+        const e0 = cpuMsOf(ctx.engine.pid)
         const run = await runViaSidecar(ctx, 'BENCH-OVERHEAD')
+        cpu.sidecar += cpuMsOf(ctx.sidecar.pid) - s0
+        cpu.engineA += cpuMsOf(ctx.engine.pid) - e0
         a.push(run.ms)
         phasesA.push(run.phases)
         sessionId = run.id
       } else {
+        const e0 = cpuMsOf(directPid)
         const run = await runDirect(ctx, 'BENCH-OVERHEAD')
+        cpu.engineB += cpuMsOf(directPid) - e0
         b.push(run.ms)
         phasesB.push(run.phases)
       }
@@ -142,6 +152,13 @@ export async function measureOverhead (ctx: SessionContext, runs: number) {
     via_sidecar_ms_median: Math.round(median(a)),
     direct_ms_median: Math.round(median(b)),
     session_overhead_ratio: median(a) / median(b),
+    // Means per session (/proc counts in 10 ms ticks, so single sessions are too coarse). On two
+    // cores the engine keeps more than one busy during a session: the sidecar's CPU is taken from it.
+    cpu_ms_per_session: {
+      via_sidecar: { sidecar: Math.round(cpu.sidecar / runs), engine: Math.round(cpu.engineA / runs) },
+      direct: { engine: Math.round(cpu.engineB / runs) },
+      sidecar_share_of_engine: Math.round((cpu.sidecar / cpu.engineB) * 1000) / 1000,
+    },
     // Medians of when things happened, ms after the session was asked for (POST /sessions, or createSession).
     phases_via_sidecar_median: medianPhases(phasesA),
     phases_direct_median: medianPhases(phasesB),
