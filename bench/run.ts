@@ -30,7 +30,8 @@ const PROFILE = process.env.BENCH_CPU_PROF === '1'
 // see how much of the session overhead is the sidecar's CPU competing with the engine's.
 const SIDECAR_NICE = Number(process.env.BENCH_SIDECAR_NICE ?? 0)
 if (!Number.isInteger(SIDECAR_NICE) || SIDECAR_NICE < 0 || SIDECAR_NICE > 19) {
-  throw new Error(`BENCH_SIDECAR_NICE must be an integer from 0 to 19, got ${JSON.stringify(process.env.BENCH_SIDECAR_NICE)}`)
+  process.stderr.write(`BENCH_SIDECAR_NICE must be an integer from 0 to 19, got ${JSON.stringify(process.env.BENCH_SIDECAR_NICE)}\n`)
+  process.exit(2)
 }
 
 const began = Date.now()
